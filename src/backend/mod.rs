@@ -1,0 +1,1 @@
+//! Phase 3, the backends: render the job, submit it, follow its replicas.

@@ -1,0 +1,155 @@
+//! The pipeline behind a cell, in one direction:
+//! cell text → parameters (interpreter) → plan → image reference (image
+//! builder) → job (backend) → log lines → output.
+//!
+//! The kernel and the command line both drive an [`Engine`]; it owns what a
+//! session keeps between cells.
+
+use async_trait::async_trait;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::frameworks::Frameworks;
+use crate::interpreter::params::{Cell, JobCell};
+use crate::interpreter::{self, Completion, IsComplete};
+use crate::kernel::Language;
+use crate::output::{CellError, MimeBundle, Output, bundle};
+use crate::plan::{DEFAULT_FRAMEWORK, Plan};
+
+/// Where the configuration comes from.
+#[derive(Debug, Clone, Default)]
+pub enum ConfigSource {
+    /// `CIAO_CONFIG` or `~/.ciao/config.yaml`, re-read for every cell so edits apply.
+    #[default]
+    Default,
+    /// A file named on the command line.
+    File(std::path::PathBuf),
+}
+
+/// A ciao session: configuration, caches, and the phases.
+pub struct Engine {
+    config_source: ConfigSource,
+}
+
+impl Engine {
+    pub fn new(config_source: ConfigSource) -> Self {
+        Engine { config_source }
+    }
+
+    /// The configuration, read now.
+    ///
+    /// # Errors
+    /// A bad or unreadable config file, as a cell error naming the file.
+    pub fn config(&self) -> Result<Config, CellError> {
+        let file = match &self.config_source {
+            ConfigSource::Default => None,
+            ConfigSource::File(p) => Some(p.as_path()),
+        };
+        Config::load_with(&crate::config::ProcessEnv, file).map_err(|e| CellError::new("ConfigError", e.to_string()))
+    }
+
+    /// The framework descriptors for `config` (embedded plus `frameworksDir`).
+    pub fn frameworks(config: &Config) -> Result<Frameworks, CellError> {
+        match &config.frameworks_dir {
+            None => Ok(Frameworks::embedded().clone()),
+            Some(dir) => Frameworks::with_dir(dir).map_err(|e| CellError::new("ConfigError", e.to_string())),
+        }
+    }
+
+    fn default_framework(config: &Config) -> String {
+        config.framework.clone().unwrap_or_else(|| DEFAULT_FRAMEWORK.into())
+    }
+
+    /// Phase 1 and the plan: parses `code` and resolves it.
+    pub fn plan(&self, code: &str) -> Result<(Config, Cell, Option<Plan>), CellError> {
+        let config = self.config()?;
+        let frameworks = Self::frameworks(&config)?;
+        let cell = interpreter::parse(code, &frameworks, &Self::default_framework(&config))?;
+        let plan = match &cell {
+            Cell::Job(job) => Some(Plan::resolve(&job.params, &config, &frameworks)?),
+            _ => None,
+        };
+        Ok((config, cell, plan))
+    }
+
+    /// Runs one cell to the end.
+    pub async fn run_cell(&self, code: &str, out: &Output, cancel: &CancellationToken) -> Result<Option<MimeBundle>, CellError> {
+        let (config, cell, plan) = self.plan(code)?;
+        match cell {
+            Cell::Job(job) => {
+                let plan = plan.expect("job cells have a plan");
+                if job.params.dryrun {
+                    return Ok(Some(plan.to_bundle()));
+                }
+                self.run_job(&config, &job, &plan, out, cancel).await
+            }
+            Cell::Command(interpreter::params::JobCommand::Help) => {
+                Ok(Some(interpreter::help_bundle(&Self::frameworks(&config)?)))
+            }
+            Cell::Command(_) | Cell::Module { .. } => Err(CellError::new(
+                "NotAvailable",
+                "job commands and modules need the backend, which this build does not have yet",
+            )),
+        }
+    }
+
+    async fn run_job(
+        &self,
+        _config: &Config,
+        _job: &JobCell,
+        _plan: &Plan,
+        _out: &Output,
+        _cancel: &CancellationToken,
+    ) -> Result<Option<MimeBundle>, CellError> {
+        Err(CellError::new(
+            "NotAvailable",
+            "building the image (phase 2) is not available in this build yet; add %dryrun to see the cell's plan",
+        ))
+    }
+}
+
+#[async_trait]
+impl Language for Engine {
+    async fn execute(&self, code: &str, out: Output, cancel: CancellationToken) -> Result<Option<MimeBundle>, CellError> {
+        self.run_cell(code, &out, &cancel).await
+    }
+
+    fn is_complete(&self, code: &str) -> IsComplete {
+        interpreter::is_complete(code)
+    }
+
+    fn complete(&self, code: &str, cursor_pos: usize) -> Completion {
+        let frameworks = self.config().and_then(|c| Self::frameworks(&c)).unwrap_or_else(|_| Frameworks::embedded().clone());
+        interpreter::complete(code, cursor_pos, &frameworks)
+    }
+
+    fn inspect(&self, code: &str, cursor_pos: usize, _detail_level: u8) -> Option<MimeBundle> {
+        let frameworks = self.config().and_then(|c| Self::frameworks(&c)).unwrap_or_else(|_| Frameworks::embedded().clone());
+        interpreter::inspect(code, cursor_pos, &frameworks)
+    }
+
+    /// Answers names of the session's settings: `framework`, `backend`,
+    /// `namespace`, `registry`, `target`, `provider`.
+    fn user_expression(&self, expr: &str) -> Result<MimeBundle, CellError> {
+        let (config, _, plan) = self.plan("")?;
+        let plan = plan.expect("an empty cell is a job cell");
+        let value = match expr.trim() {
+            "framework" => plan.framework.name.clone(),
+            "backend" => plan.backend.as_str().to_string(),
+            "namespace" => plan.namespace.clone().unwrap_or_default(),
+            "registry" => config.registry.clone().unwrap_or_default(),
+            "target" => plan.target.describe(),
+            "provider" => plan.provider.as_str().to_string(),
+            other => {
+                return Err(CellError::new(
+                    "NameError",
+                    format!(
+                        "{other:?} is not a ciao setting; ciao runs code in jobs, not in the kernel, so user_expressions \
+                         can name only: framework, backend, namespace, registry, target, provider"
+                    ),
+                ));
+            }
+        };
+        Ok(bundle(value, None))
+    }
+}

@@ -1,0 +1,2 @@
+//! Phase 2, the image builder: the cell's code as an OCI layer appended to
+//! the framework's base image, pushed to a target.
