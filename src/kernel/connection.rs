@@ -5,6 +5,8 @@
 //! channels; writers sign and send what the core produces. Nothing here knows
 //! what a message means. A message that fails to decode or verify is logged
 //! and dropped; a send to a client that went away is logged and forgotten.
+//! Clients reach the sockets through [`guard`], which refuses frames that
+//! claim absurd sizes before the ZeroMQ library allocates for them.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 use zeromq::{PubSocket, RepSocket, RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
+use super::guard;
 use super::message::Message;
 use super::wire::{self, Signer};
 
@@ -77,6 +80,15 @@ pub enum ConnectionError {
     Scheme(String),
     #[error("unsupported transport {0:?} in the connection file: use \"tcp\" or \"ipc\"")]
     Transport(String),
+    #[error("cannot listen on {endpoint} for the {channel} channel: {source}; is another kernel using the port?")]
+    Listen {
+        channel: &'static str,
+        endpoint: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot create a private directory for the kernel's sockets: {0}; check TMPDIR or XDG_RUNTIME_DIR")]
+    Private(#[source] std::io::Error),
     #[error("cannot bind the {channel} socket to {endpoint}: {source}")]
     Bind {
         channel: &'static str,
@@ -115,8 +127,11 @@ impl ConnectionInfo {
         match self.transport.as_str() {
             "ipc" => format!("ipc://{}-{port}", self.ip),
             _ => {
-                let ip = if self.ip == "*" { "0.0.0.0" } else { self.ip.as_str() };
-                format!("tcp://{ip}:{port}")
+                match self.ip.as_str() {
+                    "*" => format!("tcp://0.0.0.0:{port}"),
+                    ip if ip.contains(':') && !ip.starts_with('[') => format!("tcp://[{ip}]:{port}"),
+                    ip => format!("tcp://{ip}:{port}"),
+                }
             }
         }
     }
@@ -191,6 +206,10 @@ pub fn queues() -> (mpsc::Sender<Message>, mpsc::Sender<Message>, Inbound, Outbo
 pub struct Transport {
     writers: Vec<tokio::task::JoinHandle<()>>,
     others: Vec<tokio::task::JoinHandle<()>>,
+    /// Public IPC socket files, removed when the kernel stops.
+    public_files: Vec<PathBuf>,
+    /// Holds the inner sockets; removed on drop.
+    _private: guard::PrivateDir,
 }
 
 impl Transport {
@@ -202,24 +221,27 @@ impl Transport {
         for t in self.others {
             t.abort();
         }
+        for f in &self.public_files {
+            let _ = std::fs::remove_file(f);
+        }
     }
 }
 
 /// Binds the five sockets and starts the tasks that move messages between
-/// them and the core.
+/// them and the core. Each public endpoint is a [`guard`] listener relaying
+/// to the ZeroMQ socket on a private Unix socket.
 ///
 /// # Errors
 /// A socket that cannot be bound (port in use, bad address).
 pub async fn start(info: &ConnectionInfo) -> Result<(Inbound, Outbound, Transport), ConnectionError> {
-    async fn bind<S: Socket>(mut s: S, channel: &'static str, endpoint: String) -> Result<S, ConnectionError> {
-        s.bind(&endpoint).await.map_err(|source| ConnectionError::Bind { channel, endpoint, source })?;
-        Ok(s)
-    }
-    let shell = bind(RouterSocket::new(), "shell", info.endpoint(info.shell_port)).await?;
-    let control = bind(RouterSocket::new(), "control", info.endpoint(info.control_port)).await?;
-    let stdin = bind(RouterSocket::new(), "stdin", info.endpoint(info.stdin_port)).await?;
-    let iopub = bind(PubSocket::new(), "iopub", info.endpoint(info.iopub_port)).await?;
-    let hb = bind(RepSocket::new(), "heartbeat", info.endpoint(info.hb_port)).await?;
+    let private = guard::PrivateDir::create().map_err(ConnectionError::Private)?;
+    let mut guards = Vec::new();
+    let mut public_files = Vec::new();
+    let shell = bind(RouterSocket::new(), "shell", info, info.shell_port, &private, &mut guards, &mut public_files).await?;
+    let control = bind(RouterSocket::new(), "control", info, info.control_port, &private, &mut guards, &mut public_files).await?;
+    let stdin = bind(RouterSocket::new(), "stdin", info, info.stdin_port, &private, &mut guards, &mut public_files).await?;
+    let iopub = bind(PubSocket::new(), "iopub", info, info.iopub_port, &private, &mut guards, &mut public_files).await?;
+    let hb = bind(RepSocket::new(), "heartbeat", info, info.hb_port, &private, &mut guards, &mut public_files).await?;
 
     let signer = info.signer();
     let (shell_in, control_in, inbound, outbound, queues) = queues();
@@ -230,13 +252,41 @@ pub async fn start(info: &ConnectionInfo) -> Result<(Inbound, Outbound, Transpor
         tokio::spawn(router_writer("control", control_send, signer.clone(), queues.control)),
         tokio::spawn(iopub_writer(iopub, signer.clone(), queues.iopub)),
     ];
-    let others = vec![
+    let mut others = vec![
         tokio::spawn(router_reader("shell", shell_recv, signer.clone(), shell_in)),
         tokio::spawn(router_reader("control", control_recv, signer.clone(), control_in)),
         tokio::spawn(stdin_reader(stdin)),
         tokio::spawn(heartbeat(hb)),
     ];
-    Ok((inbound, outbound, Transport { writers, others }))
+    others.extend(guards);
+    Ok((inbound, outbound, Transport { writers, others, public_files, _private: private }))
+}
+
+/// Binds `socket` behind a guarded public listener for `port`.
+async fn bind<S: Socket>(
+    mut socket: S,
+    channel: &'static str,
+    info: &ConnectionInfo,
+    port: u16,
+    private: &guard::PrivateDir,
+    guards: &mut Vec<tokio::task::JoinHandle<()>>,
+    public_files: &mut Vec<PathBuf>,
+) -> Result<S, ConnectionError> {
+    let endpoint = info.endpoint(port);
+    let public = guard::Public::bind(&endpoint)
+        .await
+        .map_err(|source| ConnectionError::Listen { channel, endpoint: endpoint.clone(), source })?;
+    if let Some(path) = endpoint.strip_prefix("ipc://") {
+        public_files.push(PathBuf::from(path));
+    }
+    let inner = private.path().join(channel);
+    let inner_endpoint = format!("ipc://{}", inner.display());
+    socket
+        .bind(&inner_endpoint)
+        .await
+        .map_err(|source| ConnectionError::Bind { channel, endpoint: inner_endpoint, source })?;
+    guards.push(tokio::spawn(guard::serve(channel, public, inner)));
+    Ok(socket)
 }
 
 /// Socket receive errors that repeat (a socket with no peers) back off briefly.
@@ -329,6 +379,8 @@ mod tests {
         let i = info(FILE).unwrap();
         assert_eq!(i.endpoint(i.shell_port), "tcp://127.0.0.1:5001");
         assert!(i.signer().is_signed());
+        let v6 = info(&FILE.replace("127.0.0.1", "::1")).unwrap();
+        assert_eq!(v6.endpoint(v6.shell_port), "tcp://[::1]:5001");
     }
 
     #[test]

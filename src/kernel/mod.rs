@@ -4,6 +4,14 @@
 //! The kernel knows nothing about jobs: it drives a [`Language`] (the engine,
 //! or a test double) and turns its [`crate::output::OutputEvent`]s into iopub
 //! messages with the right parent header.
+//!
+//! Layers, from the network in:
+//! - [`guard`]: the public listeners; refuses frames claiming absurd sizes;
+//! - [`connection`]: connection file, ZeroMQ sockets, reader/writer tasks;
+//! - [`wire`]: frames ⇄ [`message::Message`], HMAC-SHA256 signing and checking;
+//! - [`handlers`] and [`execute`]: the core, over in-memory queues (tested
+//!   without sockets in `tests.rs`), with [`history`] for history_request;
+//! - [`install`]: `ciao install`, the kernelspec.
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -29,6 +37,7 @@ pub trait Language: Send + Sync + 'static {
 
 pub mod connection;
 pub mod execute;
+pub mod guard;
 pub mod handlers;
 pub mod history;
 pub mod install;
