@@ -469,10 +469,7 @@ def test_comm_open_to_an_unknown_target_is_answered_with_comm_close(kc) -> None:
         msg = kc.session.msg(kind, {"comm_id": "comm-1", "data": {}})
         kc.shell_channel.send(msg)
         assert [m["msg_type"] for m in iopub_for(kc, msg["header"]["msg_id"])] == ["status", "status"]
-    reply = kc.comm_info(reply=True, timeout=TIMEOUT) if hasattr(kc, "comm_info") else None
-    if reply is None:
-        msg_id = kc.comm_info()
-        reply = shell_reply(kc, msg_id)
+    reply = kc.comm_info(reply=True, timeout=TIMEOUT)
     assert reply["content"] == {"status": "ok", "comms": {}}, "comm_msg and comm_close got no reply"
 
 
