@@ -48,10 +48,10 @@ pub struct InstallArgs {
     pub display_name: String,
 }
 
-/// Logging to stderr, filtered by `CIAO_LOG` (default `info`).
+/// Logging to stderr, filtered by `CIAO_LOG` (default `info`; the ZeroMQ library at `warn`).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CIAO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 

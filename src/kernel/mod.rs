@@ -4,6 +4,14 @@
 //! The kernel knows nothing about jobs: it drives a [`Language`] (the engine,
 //! or a test double) and turns its [`crate::output::OutputEvent`]s into iopub
 //! messages with the right parent header.
+//!
+//! Layers, from the network in:
+//! - [`guard`]: the public listeners; refuses frames claiming absurd sizes;
+//! - [`connection`]: connection file, ZeroMQ sockets, reader/writer tasks;
+//! - [`wire`]: frames ⇄ [`message::Message`], HMAC-SHA256 signing and checking;
+//! - [`handlers`] and [`execute`]: the core, over in-memory queues (tested
+//!   without sockets in `tests.rs`), with [`history`] for history_request;
+//! - [`install`]: `ciao install`, the kernelspec.
 
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
@@ -27,14 +35,69 @@ pub trait Language: Send + Sync + 'static {
     fn user_expression(&self, expr: &str) -> Result<MimeBundle, CellError>;
 }
 
+pub mod connection;
+pub mod execute;
+pub mod guard;
+pub mod handlers;
+pub mod history;
 pub mod install;
+pub mod message;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use connection::ConnectionInfo;
+pub use handlers::{Ended, Kernel};
+
+/// How long, after the last request, queued replies get to reach the sockets.
+const FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Runs the kernel described by `connection_file` until shutdown.
+///
+/// Start-up is cheap on purpose: no configuration is read and nothing touches
+/// the network or the history file before the first reply; the engine and
+/// the history load lazily.
 ///
 /// # Errors
 /// An unreadable connection file, an unsupported signature scheme, or a
 /// socket that cannot be bound.
 pub fn run_kernel(connection_file: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let _ = connection_file;
-    Err("the kernel is not written yet".into())
+    let info = ConnectionInfo::from_file(connection_file)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)))
+        .enable_all()
+        .build()?;
+    let engine = std::sync::Arc::new(crate::engine::Engine::new(crate::engine::ConfigSource::Default));
+    let ended = runtime.block_on(serve(&info, engine));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match ended? {
+        Ended::Shutdown { .. } | Ended::InputClosed => Ok(()),
+        Ended::Failed(why) => Err(why.into()),
+    }
+}
+
+/// Binds the sockets of `info` and serves `lang` until shutdown; SIGINT
+/// interrupts the running cell (as interrupt_request does).
+///
+/// # Errors
+/// A socket that cannot be bound.
+pub async fn serve<L: Language>(info: &ConnectionInfo, lang: std::sync::Arc<L>) -> Result<Ended, connection::ConnectionError> {
+    let (inbound, outbound, transport) = connection::start(info).await?;
+    let kernel = Kernel::new(lang, outbound, history::History::new(history::History::default_path(), history::DEFAULT_LIMIT));
+    let interrupter = std::sync::Arc::clone(&kernel);
+    let sigint = tokio::spawn(async move {
+        while tokio::signal::ctrl_c().await.is_ok() {
+            interrupter.interrupt();
+        }
+    });
+    let ended = kernel.run(inbound).await;
+    sigint.abort();
+    let _ = sigint.await;
+    // The kernel (and with it every queue sender) is gone once the writers drain.
+    transport.finish(FLUSH_TIMEOUT).await;
+    // The socket tasks hand frames to per-peer writers; give those a moment.
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    tracing::info!("kernel stopped: {ended:?}");
+    Ok(ended)
 }
