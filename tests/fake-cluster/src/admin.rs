@@ -49,8 +49,8 @@ pub fn set_node(cluster: &Arc<Cluster>, n: NodeCapacity) {
 
 /// The resource list of the node.
 pub fn node_resources(n: &NodeCapacity) -> Value {
-    let cpu = if n.cpu_millis % 1000 == 0 { (n.cpu_millis / 1000).to_string() } else { format!("{}m", n.cpu_millis) };
-    let mem = if n.memory_bytes % 1024 == 0 { format!("{}Ki", n.memory_bytes / 1024) } else { n.memory_bytes.to_string() };
+    let cpu = if n.cpu_millis.is_multiple_of(1000) { (n.cpu_millis / 1000).to_string() } else { format!("{}m", n.cpu_millis) };
+    let mem = if n.memory_bytes.is_multiple_of(1024) { format!("{}Ki", n.memory_bytes / 1024) } else { n.memory_bytes.to_string() };
     let mut v = json!({"cpu": cpu, "memory": mem, "pods": "110", "ephemeral-storage": "100Gi"});
     if n.gpus > 0 {
         v["nvidia.com/gpu"] = json!(n.gpus.to_string());

@@ -137,12 +137,11 @@ impl Cluster {
         if obj.get("metadata").is_none() {
             obj["metadata"] = json!({});
         }
-        if name_of(&obj).is_empty() {
-            if let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str) {
+        if name_of(&obj).is_empty()
+            && let Some(prefix) = obj.pointer("/metadata/generateName").and_then(Value::as_str) {
                 let name = format!("{prefix}{}", random_suffix(5));
                 obj["metadata"]["name"] = json!(name);
             }
-        }
         crate::defaults::apply(rt, &mut obj);
         let created = self.store.create(&rt.group_resource(), if rt.namespaced { namespace } else { "" }, obj)?;
         Ok(created)
@@ -251,11 +250,10 @@ impl Cluster {
                         o["metadata"]["deletionGracePeriodSeconds"] = json!(0);
                     }
                     let fins = o["metadata"].as_object_mut().expect("metadata").entry("finalizers").or_insert_with(|| json!([]));
-                    if let Some(a) = fins.as_array_mut() {
-                        if !a.iter().any(|f| f == "foregroundDeletion") {
+                    if let Some(a) = fins.as_array_mut()
+                        && !a.iter().any(|f| f == "foregroundDeletion") {
                             a.push(json!("foregroundDeletion"));
                         }
-                    }
                     Ok(())
                 })?;
                 let me = self.clone();

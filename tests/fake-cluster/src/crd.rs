@@ -190,11 +190,10 @@ pub fn apply_defaults(schema: &Value, v: &mut Value) {
     };
     if let Some(props) = schema.get("properties").and_then(Value::as_object) {
         for (k, ps) in props {
-            if !obj.contains_key(k) {
-                if let Some(d) = ps.get("default") {
+            if !obj.contains_key(k)
+                && let Some(d) = ps.get("default") {
                     obj.insert(k.clone(), d.clone());
                 }
-            }
             if let Some(child) = obj.get_mut(k) {
                 apply_defaults(ps, child);
             }

@@ -19,6 +19,8 @@
 //! multiple nodes and protobuf are not supported. See README.md and the admin API in
 //! [`admin`] / `/_fake/`.
 #![forbid(unsafe_code)]
+// API errors carry the whole Status (message, details, causes) by value, as handlers return them.
+#![allow(clippy::result_large_err)]
 
 pub mod admin;
 pub mod cluster;

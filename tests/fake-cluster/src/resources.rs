@@ -219,7 +219,7 @@ impl Registry {
             }
         }
         for g in out.iter_mut() {
-            g.1.sort_by(|a, b| version_priority(b).cmp(&version_priority(a)));
+            g.1.sort_by_key(|v| std::cmp::Reverse(version_priority(v)));
         }
         out
     }

@@ -123,7 +123,7 @@ impl FieldSelector {
         for (k, _, _) in &self.0 {
             let ok = matches!(k.as_str(), "metadata.name" | "metadata.namespace")
                 || (kind == "Pod" && matches!(k.as_str(), "status.phase" | "spec.nodeName" | "spec.restartPolicy" | "spec.schedulerName" | "spec.serviceAccountName" | "status.podIP" | "status.nominatedNodeName"))
-                || (kind == "Event" && k.starts_with("involvedObject.") || kind == "Event" && matches!(k.as_str(), "reason" | "type" | "source" | "reportingComponent"))
+                || (kind == "Event" && (k.starts_with("involvedObject.") || matches!(k.as_str(), "reason" | "type" | "source" | "reportingComponent")))
                 || (kind == "Secret" && k == "type");
             if !ok {
                 return Err(ApiError::bad_request(format!("\"{k}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\"")).with_causes(Vec::new()));

@@ -62,6 +62,9 @@ pub struct Store {
     window: Mutex<usize>,
 }
 
+/// Backlog of events, live receiver, and the resourceVersion the receiver starts after.
+pub type WatchStart = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>, u64);
+
 /// Current time as the API server writes timestamps.
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -224,7 +227,7 @@ impl Store {
 
     /// Starts a watch of `gr` after resourceVersion `from`: the events already in history
     /// (rv > from) plus a live receiver. 410 when `from` was compacted away.
-    pub fn watch_after(&self, from: u64) -> ApiResult<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>, u64)> {
+    pub fn watch_after(&self, from: u64) -> ApiResult<WatchStart> {
         let inner = self.inner.lock().expect("store lock");
         if from < inner.compacted_rv {
             return Err(ApiError::expired(format!("too old resource version: {from} ({})", inner.compacted_rv + 1)));

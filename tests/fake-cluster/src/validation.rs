@@ -79,7 +79,7 @@ pub fn validate_labels(meta: &Value) -> Vec<Cause> {
             out.push(Cause {
                 reason: "FieldValueInvalid".into(),
                 message: format!("Invalid value: \"{val}\": a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"),
-                field: format!("metadata.labels"),
+                field: "metadata.labels".to_string(),
             });
         }
     }

@@ -38,11 +38,10 @@ pub fn reconcile(cluster: &Arc<Cluster>, ns: &str, name: &str) {
     if finished {
         if let Some(ttl) = job.pointer("/spec/ttlSecondsAfterFinished").and_then(Value::as_i64) {
             let done = status.get("completionTime").or_else(|| conds.as_array().and_then(|a| a.iter().find(|c| c["type"] == "Failed")).and_then(|c| c.get("lastTransitionTime")));
-            if let Some(t) = done.and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()) {
-                if chrono::Utc::now().signed_duration_since(t).num_seconds() >= ttl {
+            if let Some(t) = done.and_then(Value::as_str).and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                && chrono::Utc::now().signed_duration_since(t).num_seconds() >= ttl {
                     let _ = cluster.delete_object("jobs.batch", ns, name, Propagation::Background, None);
                 }
-            }
         }
         return;
     }

@@ -42,13 +42,12 @@ pub fn controller_create(cluster: &Arc<Cluster>, owner: &Value, plural: &str, ob
         ..Default::default()
     };
     let reason = if plural == "pods" { "FailedCreatePod" } else if plural == "services" { "FailedCreateService" } else { "FailedCreate" };
-    if let Some(f) = cluster.faults.take(&info) {
-        if f.status.is_some() || f.preset.is_some() {
+    if let Some(f) = cluster.faults.take(&info)
+        && (f.status.is_some() || f.preset.is_some()) {
             let e = f.error(&info);
             cluster.record_event(owner, "Warning", reason, &format!("Error creating: {}", e.message), super::component(owner));
             return false;
         }
-    }
     let Some(rt) = cluster.registry.find(if plural == "jobs" { "batch" } else { "" }, "v1", plural) else { return false };
     match cluster.create_object(&rt, &ns, obj) {
         Ok(created) => {
@@ -109,11 +108,10 @@ fn build_pod(fw: &Framework, job: &Value, specs: &Value, rtype: &str, index: i64
             let cname = c["name"].as_str().unwrap_or_default().to_string();
             if cname == fw.container && !fw.port_name.is_empty() {
                 let ports = c.as_object_mut().expect("container").entry("ports").or_insert_with(|| json!([]));
-                if let Some(pa) = ports.as_array_mut() {
-                    if !pa.iter().any(|p| p["name"] == fw.port_name) {
+                if let Some(pa) = ports.as_array_mut()
+                    && !pa.iter().any(|p| p["name"] == fw.port_name) {
                         pa.push(json!({"name": fw.port_name, "containerPort": fw.port, "protocol": "TCP"}));
                     }
-                }
             }
             let mut add = operator_env(fw, job, specs, rtype, index, &cname);
             add.extend(extra_env.iter().cloned());

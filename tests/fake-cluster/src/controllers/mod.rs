@@ -80,15 +80,14 @@ fn reconcile_kind(cluster: &Arc<Cluster>, group: &str, kind: &str, ns: &str, nam
         ("batch", "Job") => batch::reconcile(cluster, ns, name),
         (trainjob::GROUP, "TrainJob") => trainjob::reconcile(cluster, ns, name),
         ("kubeflow.org", _) => {
-            if let Some(rt) = cluster.registry.find_kind(group, kind) {
-                if let Some(job) = cluster.store.get(&rt.group_resource(), ns, name) {
+            if let Some(rt) = cluster.registry.find_kind(group, kind)
+                && let Some(job) = cluster.store.get(&rt.group_resource(), ns, name) {
                     let v = job["apiVersion"].as_str().and_then(|a| a.split('/').nth(1)).unwrap_or(&rt.version).to_string();
                     let rt = cluster.registry.find(group, &v, &rt.plural).unwrap_or(rt);
                     if is_kubeflow(&rt) {
                         kubeflow::reconcile(cluster, &rt, ns, name);
                     }
                 }
-            }
         }
         _ => {}
     }

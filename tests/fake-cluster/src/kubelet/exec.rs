@@ -83,13 +83,11 @@ fn host_binary(name: &str, tools: &HostTools) -> Option<PathBuf> {
 }
 
 fn map_path_arg(root: &Path, arg: &str) -> String {
-    if arg.starts_with('/') {
-        if let Some(p) = safe_join(root, arg) {
-            if std::fs::symlink_metadata(&p).is_ok() {
+    if arg.starts_with('/')
+        && let Some(p) = safe_join(root, arg)
+            && std::fs::symlink_metadata(&p).is_ok() {
                 return p.to_string_lossy().to_string();
             }
-        }
-    }
     arg.to_string()
 }
 
@@ -212,6 +210,9 @@ pub fn hostfile_slots(text: &str) -> usize {
         .sum()
 }
 
+/// argv and environment of one process to start.
+type Invocation = (Vec<String>, Vec<(String, String)>);
+
 /// Outcome of one container run.
 pub struct RunOutcome {
     /// Exit code (128+signal when killed).
@@ -230,7 +231,7 @@ pub async fn run(spec: &ProcSpec, tools: &HostTools, log: Arc<LogBuf>, mut kill:
     let cwd = safe_join(&spec.root, &spec.working_dir).unwrap_or_else(|| spec.root.clone());
     let _ = std::fs::create_dir_all(&cwd);
     let env = map_env(&spec.env, &spec.root, tools);
-    let mut invocations: Vec<(Vec<String>, Vec<(String, String)>)> = Vec::new();
+    let mut invocations: Vec<Invocation> = Vec::new();
     if let Some(mpi) = parse_mpirun(&spec.argv) {
         let slots = env
             .iter()
@@ -375,8 +376,8 @@ pub fn expand(s: &str, vars: &HashMap<String, String>) -> String {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
+            if b[i + 1] == b'('
+                && let Some(end) = s[i + 2..].find(')') {
                     let name = &s[i + 2..i + 2 + end];
                     match vars.get(name) {
                         Some(v) => out.push_str(v),
@@ -385,7 +386,6 @@ pub fn expand(s: &str, vars: &HashMap<String, String>) -> String {
                     i += 3 + end;
                     continue;
                 }
-            }
         }
         let ch = s[i..].chars().next().expect("char boundary");
         out.push(ch);

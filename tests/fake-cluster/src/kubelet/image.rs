@@ -334,14 +334,12 @@ pub fn credentials_from_dockerconfigs(registry: &str, configs: &[Value]) -> Opti
                 username: entry.get("username").and_then(Value::as_str).unwrap_or_default().to_string(),
                 password: entry.get("password").and_then(Value::as_str).unwrap_or_default().to_string(),
             };
-            if let Some(auth) = entry.get("auth").and_then(Value::as_str) {
-                if let Ok(dec) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, auth) {
-                    if let Some((u, p)) = String::from_utf8_lossy(&dec).split_once(':') {
+            if let Some(auth) = entry.get("auth").and_then(Value::as_str)
+                && let Ok(dec) = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, auth)
+                    && let Some((u, p)) = String::from_utf8_lossy(&dec).split_once(':') {
                         c.username = u.to_string();
                         c.password = p.to_string();
                     }
-                }
-            }
             return Some(c);
         }
     }

@@ -90,14 +90,13 @@ pub fn schedule_pending(cluster: &Arc<Cluster>) {
                 reasons.join(", ")
             );
             let current = p.pointer("/status/conditions").and_then(Value::as_array).and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled")).and_then(|c| c.get("message")).and_then(Value::as_str).map(str::to_string);
-            if current.as_deref() != Some(msg.as_str()) {
-                if let Ok(updated) = cluster.store.update("pods", &ns, &name, |o| {
+            if current.as_deref() != Some(msg.as_str())
+                && let Ok(updated) = cluster.store.update("pods", &ns, &name, |o| {
                     set_condition(o, "PodScheduled", "False", Some("Unschedulable"), Some(&msg));
                     Ok(())
                 }) {
                     cluster.record_event(&updated, "Warning", "FailedScheduling", &msg, "default-scheduler");
                 }
-            }
         }
     }
 }

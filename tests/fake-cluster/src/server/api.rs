@@ -127,11 +127,10 @@ fn list(cluster: &Cluster, t: &Target, q: &Query) -> ApiResult<Value> {
 }
 
 fn check_namespace(cluster: &Cluster, t: &Target) -> ApiResult<()> {
-    if let Some(ns) = &t.namespace {
-        if cluster.store.get("namespaces", "", ns).is_none() {
+    if let Some(ns) = &t.namespace
+        && cluster.store.get("namespaces", "", ns).is_none() {
             return Err(ApiError::not_found("", "namespaces", ns));
         }
-    }
     Ok(())
 }
 
@@ -142,16 +141,14 @@ fn check_identity(t: &Target, v: &Value) -> ApiResult<()> {
             return Err(ApiError::bad_request(format!("the API version in the data ({av}) does not match the expected API version ({})", t.rt.api_version())));
         }
     }
-    if let Some(k) = v.get("kind").and_then(Value::as_str) {
-        if k != t.rt.kind {
+    if let Some(k) = v.get("kind").and_then(Value::as_str)
+        && k != t.rt.kind {
             return Err(ApiError::bad_request(format!("the kind in the data ({k}) does not match the expected kind ({})", t.rt.kind)));
         }
-    }
-    if let (Some(ns), Some(bns)) = (&t.namespace, v.pointer("/metadata/namespace").and_then(Value::as_str)) {
-        if !bns.is_empty() && bns != ns {
+    if let (Some(ns), Some(bns)) = (&t.namespace, v.pointer("/metadata/namespace").and_then(Value::as_str))
+        && !bns.is_empty() && bns != ns {
             return Err(ApiError::bad_request("the namespace of the provided object does not match the namespace sent on the request"));
         }
-    }
     Ok(())
 }
 

@@ -103,14 +103,13 @@ async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Result<Respons
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or_default().to_string();
     tracing::debug!(method = %req.method(), %path, %query, "request");
-    if !is_public(&path) {
-        if let Some(required) = cluster.required_token() {
+    if !is_public(&path)
+        && let Some(required) = cluster.required_token() {
             let given = req.headers().get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
             if required.is_empty() || given != Some(required.as_str()) {
                 return Ok(error_response(&ApiError::unauthorized()));
             }
         }
-    }
     let route = route::parse(&cluster, &path);
     if let Route::Admin(rest) = &route {
         return Ok(admin::handle(&cluster, req, rest).await);
@@ -168,7 +167,7 @@ async fn handle(cluster: Arc<Cluster>, req: Request<Incoming>) -> Result<Respons
             Some(d) => json_response(200, &d),
             None => error_response(&ApiError::no_resource()),
         },
-        Route::Resource(target) => api::handle(&cluster, req, target, fault).await?,
+        Route::Resource(target) => api::handle(&cluster, req, *target, fault).await?,
         Route::NotFound => error_response(&ApiError::no_resource()),
         Route::Admin(_) => unreachable!("handled above"),
     };

@@ -35,7 +35,7 @@ pub enum Route {
     /// `/api/v1`, `/apis/<g>/<v>`
     GroupVersion(String, String),
     /// A resource path.
-    Resource(Target),
+    Resource(Box<Target>),
     /// `/_fake/...`
     Admin(String),
     /// Nothing served there.
@@ -83,12 +83,12 @@ fn resource(cluster: &Cluster, group: &str, version: &str, rest: &[&str]) -> Rou
     if namespace.is_some() && !rt.namespaced {
         return Route::NotFound;
     }
-    Route::Resource(Target {
+    Route::Resource(Box::new(Target {
         rt,
         namespace: namespace.map(str::to_string),
         name: name.map(str::to_string),
         sub: sub.map(str::to_string),
-    })
+    }))
 }
 
 impl Route {

@@ -61,13 +61,12 @@ pub fn handle(cluster: &Arc<Cluster>, t: &Target, q: &Query, fault: Option<Fault
             async move { tx.send(Ok(Frame::data(b))).await.is_ok() }
         };
         // an injected 410 before anything
-        if let Some(f) = &fault {
-            if f.after_events.is_none() && f.status == Some(410) {
+        if let Some(f) = &fault
+            && f.after_events.is_none() && f.status == Some(410) {
                 let e = ApiError::expired(f.message.clone().unwrap_or_else(|| format!("too old resource version: {from} ({})", cluster.store.current_rv())));
                 let _ = send(&tx, line("ERROR", &e.to_status())).await;
                 return;
             }
-        }
         let (backlog, mut live, mut last_rv): (Vec<(String, Value)>, broadcast::Receiver<Arc<Event>>, u64) = if from_now {
             let (items, live, rv) = cluster.store.watch_now(&gr, ns.as_deref());
             let ev = items.into_iter().filter(|o| matches(&gr, crate::store::namespace_of(o), o)).map(|o| ("ADDED".to_string(), o)).collect();

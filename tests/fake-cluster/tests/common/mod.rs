@@ -67,37 +67,39 @@ fn free_port() -> u16 {
 impl Registry {
     /// Starts `/usr/bin/docker-registry serve` (installs nothing: CI's setup provides it).
     pub async fn start() -> Registry {
-        let dir = tempfile::tempdir().unwrap();
         for _ in 0..5 {
-            let port = free_port();
-            let cfg = dir.path().join("config.yml");
-            std::fs::write(
-                &cfg,
-                format!(
-                    "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp: {{addr: 127.0.0.1:{port}}}\nhealth: {{storagedriver: {{enabled: false}}}}\n",
-                    dir.path().join("data").display()
-                ),
-            )
-            .unwrap();
-            let child = Command::new("docker-registry").arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker-registry must be installed (apt-get install docker-registry)");
-            let host = format!("127.0.0.1:{port}");
-            let mut reg = Registry { child, _dir: dir, host };
-            for _ in 0..100 {
-                if let Ok(r) = reqwest::get(format!("http://{}/v2/", reg.host)).await {
-                    if r.status().is_success() {
-                        return reg;
-                    }
-                }
-                if let Ok(Some(_)) = reg.child.try_wait() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+            if let Some(r) = Registry::try_start().await {
+                return r;
             }
-            let _ = reg.child.kill();
-            let _ = reg.child.wait();
-            return Box::pin(Registry::start()).await;
         }
-        unreachable!()
+        panic!("docker-registry did not start");
+    }
+
+    async fn try_start() -> Option<Registry> {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let cfg = dir.path().join("config.yml");
+        std::fs::write(
+            &cfg,
+            format!(
+                "version: 0.1\nlog: {{level: error}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp: {{addr: 127.0.0.1:{port}}}\nhealth: {{storagedriver: {{enabled: false}}}}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry").arg("serve").arg(&cfg).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("docker-registry must be installed (apt-get install docker-registry)");
+        let mut reg = Registry { child, _dir: dir, host: format!("127.0.0.1:{port}") };
+        for _ in 0..100 {
+            if let Ok(r) = reqwest::get(format!("http://{}/v2/", reg.host)).await
+                && r.status().is_success() {
+                    return Some(reg);
+                }
+            if let Ok(Some(_)) = reg.child.try_wait() {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
     }
 
     async fn push_blob(&self, repo: &str, data: &[u8]) -> String {
