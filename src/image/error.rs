@@ -79,6 +79,10 @@ pub enum ImageError {
     #[error("registry {registry} answered {status} while {what}: {message}")]
     Registry { registry: String, what: String, status: u16, message: String },
 
+    /// A transfer that broke off or a registry that does not follow the protocol.
+    #[error("transfer with registry {registry} failed while {what}: {why}")]
+    Transfer { registry: String, what: String, why: String },
+
     /// Content that does not match its digest.
     #[error("{what}: expected digest {expected}, got {actual}; the registry or a proxy altered the data, try again")]
     Digest { what: String, expected: String, actual: String },

@@ -91,6 +91,29 @@ impl BaseImage {
     pub fn is_empty_base(&self) -> bool {
         self.source.is_none()
     }
+
+    /// The same base described with OCI media types (an OCI image layout
+    /// holds OCI manifests; the layer bytes are the same in both families).
+    pub fn to_oci(&self) -> BaseImage {
+        if self.family == Family::Oci {
+            return self.clone();
+        }
+        let oci_type = |t: &str| match t {
+            manifest::DOCKER_LAYER_GZIP => manifest::OCI_LAYER_GZIP.to_string(),
+            manifest::DOCKER_FOREIGN_LAYER => "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip".to_string(),
+            other => other.to_string(),
+        };
+        let mut m = self.manifest.clone();
+        if let Some(layers) = m.get_mut("layers").and_then(Value::as_array_mut) {
+            for l in layers {
+                if let Some(t) = l.get("mediaType").and_then(Value::as_str).map(oci_type) {
+                    l["mediaType"] = json!(t);
+                }
+            }
+        }
+        let layers = self.layers.iter().map(|d| Descriptor { media_type: oci_type(&d.media_type), ..d.clone() }).collect();
+        BaseImage { family: Family::Oci, manifest: m, layers, ..self.clone() }
+    }
 }
 
 /// How ciao sets the runtime settings of the image.
@@ -430,6 +453,15 @@ mod tests {
         assert!(c["config"]["Labels"].get(LABEL_BASE_NAME).is_none());
         assert_eq!(c["created"], json!(EPOCH));
         assert_eq!(img.layers.len(), 1);
+    }
+
+    #[test]
+    fn a_docker_base_converts_to_oci_for_a_layout() {
+        let img = append(&base(Family::Docker).to_oci(), &[code()], &edit());
+        let m: Value = serde_json::from_slice(&img.manifest).unwrap();
+        assert_eq!(m["mediaType"], json!(manifest::OCI_MANIFEST));
+        assert!(m["layers"].as_array().unwrap().iter().all(|l| l["mediaType"] == json!(manifest::OCI_LAYER_GZIP)));
+        assert_eq!(img.layers[0].descriptor.media_type, manifest::OCI_LAYER_GZIP);
     }
 
     #[test]
