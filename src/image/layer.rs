@@ -94,6 +94,9 @@ pub struct Layer {
     pub diff_id: String,
     /// The files' container paths, sorted.
     pub paths: Vec<String>,
+    /// `sha256:` over the files' paths, modes and contents, independent of
+    /// their times (what the cell's content digest is made from).
+    pub content_digest: String,
 }
 
 impl Layer {
@@ -152,7 +155,14 @@ impl Layer {
         let digest = sha256_digest(&blob);
         let mut paths: Vec<String> = files.iter().map(|f| f.path.clone()).collect();
         paths.sort();
-        Ok(Layer { kind, blob: Bytes::from(blob), digest, diff_id, paths })
+        let mut content = String::new();
+        for (path, entry) in &entries {
+            if let Some(f) = entry {
+                content.push_str(&format!("{path}\0{:o}\0{}\n", f.mode & 0o7777, sha256_digest(&f.data)));
+            }
+        }
+        let content_digest = sha256_digest(content.as_bytes());
+        Ok(Layer { kind, blob: Bytes::from(blob), digest, diff_id, paths, content_digest })
     }
 
     /// Compressed size in bytes.
@@ -310,6 +320,7 @@ mod tests {
         let a = Layer::from_files(LayerKind::Code, &files, 0).unwrap();
         let b = Layer::from_files(LayerKind::Code, &files, 1_700_000_000).unwrap();
         assert_ne!(a.diff_id, b.diff_id);
+        assert_eq!(a.content_digest, b.content_digest);
         assert!(entries(&b).iter().all(|e| e.4 == 1_700_000_000));
         assert!(entries(&a).iter().all(|e| e.4 == 0));
     }

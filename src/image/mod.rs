@@ -22,6 +22,7 @@ pub mod base;
 pub mod builder;
 pub mod client;
 pub mod error;
+pub mod extract;
 pub mod layer;
 pub mod layout;
 pub mod manifest;
@@ -33,6 +34,7 @@ pub mod target;
 
 pub use builder::{BuildOptions, BuildResult, Builder};
 pub use error::ImageError;
+pub use extract::extract_added_layers;
 pub use layer::{CodeBundle, Layer, LayerFile, LayerKind, code_bundle};
 pub use mutate::{Image, append};
 pub use progress::{Progress, ProgressFn};

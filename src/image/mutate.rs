@@ -175,14 +175,14 @@ pub fn default_tag(digest: &str) -> String {
     format!("ciao-{}", &hex[..hex.len().min(12)])
 }
 
-/// The content digest of a cell: its layers and run settings on a named base
-/// and platform, independent of the base's current digest and of time, so a
-/// cell keeps its image name while its base moves.
+/// The content digest of a cell: its files and run settings on a named base
+/// and platform, independent of the base's current digest and of time
+/// (`SOURCE_DATE_EPOCH`), so a cell keeps its image name while its base moves.
 pub fn cell_digest(base: &BaseImage, layers: &[Layer], edit: &ConfigEdit) -> String {
     let input = json!({
         "base": base.name,
         "platform": base.platform.to_string(),
-        "layers": layers.iter().map(|l| json!([l.kind.as_str(), l.diff_id])).collect::<Vec<_>>(),
+        "layers": layers.iter().map(|l| json!([l.kind.as_str(), l.content_digest])).collect::<Vec<_>>(),
         "cmd": edit.cmd,
         "workdir": edit.workdir,
         "env": edit.env,
