@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Env};
 use crate::plan::{ImageTarget, Plan};
 
-use super::auth::Keychain;
+use super::auth::{Keychain, Scope};
 use super::base::{self, BaseCache, BaseRequest};
 use super::client::{Session, SessionOptions};
 use super::error::ImageError;
@@ -212,6 +212,12 @@ impl Builder {
             return Err(ImageError::InsecureRefused { registry: source.registry, why: "was named with http://".into() });
         }
         let base_session = self.session(&source.registry, config, options)?;
+        if let Dest::Registry { target, .. } = &dest
+            && target.registry == source.registry
+        {
+            // One token covers fetching the base, mounting from it and pushing.
+            base_session.prepare(&[Scope::push(&target.repository), Scope::pull(&source.repository)]).await?;
+        }
         let request = BaseRequest { name: &name, source: &source, platform: &platform };
         let base = match base::resolve(&base_session, &self.bases, &request, &report).await {
             Ok(b) => b,

@@ -813,7 +813,8 @@ async fn check(resp: reqwest::Response) -> Result<reqwest::Response, Failure> {
 /// Whether a transport error may go away on its own (not TLS, not DNS).
 fn transport_retryable(e: &reqwest::Error) -> bool {
     let text = chain(e);
-    !is_tls_text(&text) && !text.contains("dns error") && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+    let permanent = is_tls_text(&text) || text.contains("dns error") || text.contains("does not match") || text.contains("is longer than");
+    !permanent && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
 }
 
 /// Bytes of a blob copy so far, reported to whoever follows the copy.
@@ -884,41 +885,49 @@ impl VerifiedStream {
     }
 }
 
+impl VerifiedStream {
+    /// The error for content that is not the blob (`None`: it is).
+    fn check(&mut self) -> Option<io::Error> {
+        let h = self.hasher.take()?;
+        let actual = format!("sha256:{}", hex::encode(h.finalize()));
+        (actual != self.expected || self.seen != self.size).then(|| {
+            io::Error::other(format!(
+                "blob content does not match its digest: expected {} ({} bytes), got {actual} ({} bytes)",
+                self.expected, self.size, self.seen
+            ))
+        })
+    }
+}
+
 impl Stream for VerifiedStream {
     type Item = Result<Bytes, io::Error>;
 
+    /// The last chunk is held back until the digest is checked, so a
+    /// receiver never gets the whole of a wrong blob.
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
+        if this.hasher.is_none() {
+            return Poll::Ready(None);
+        }
         match this.inner.poll_next_unpin(cx) {
             Poll::Ready(Some(Ok(b))) => {
                 this.seen += b.len() as u64;
                 if let Some(h) = this.hasher.as_mut() {
                     h.update(&b);
                 }
-                if this.seen > this.size {
-                    this.hasher = None;
-                    return Poll::Ready(Some(Err(io::Error::other(format!(
-                        "blob {} is longer than its {} bytes",
-                        this.expected, this.size
-                    )))));
+                if this.seen >= this.size {
+                    if let Some(e) = this.check() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
                 }
                 Poll::Ready(Some(Ok(b)))
             }
-            Poll::Ready(None) => match this.hasher.take() {
-                None => Poll::Ready(None),
-                Some(h) => {
-                    let actual = format!("sha256:{}", hex::encode(h.finalize()));
-                    if actual != this.expected || this.seen != this.size {
-                        Poll::Ready(Some(Err(io::Error::other(format!(
-                            "blob content does not match: expected {} ({} bytes), got {actual} ({} bytes)",
-                            this.expected, this.size, this.seen
-                        )))))
-                    } else {
-                        Poll::Ready(None)
-                    }
-                }
-            },
-            other => other,
+            Poll::Ready(None) => Poll::Ready(this.check().map(Err)),
+            Poll::Ready(Some(Err(e))) => {
+                this.hasher = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Pending => Poll::Pending,
         }
     }
 }
