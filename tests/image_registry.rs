@@ -341,3 +341,29 @@ fn ciao_build_prints_the_reference_as_the_last_line() {
     let v: Value = info["Layers"].clone();
     assert_eq!(v.as_array().unwrap().len(), 4);
 }
+
+#[tokio::test]
+async fn a_kernel_cell_builds_and_shows_the_image_reference() {
+    let r = Registry::shared();
+    let mirror = format!("{}/{}", r.host, support::repo("engine-mirror"));
+    Bases::get().push("base", &format!("{mirror}/library/python:3.11-slim"), Push::default());
+    let dir = support::fresh_dir("engine-");
+    let prefix = format!("{}/{}", r.host, support::repo("engine"));
+    std::fs::write(dir.join("config.yaml"), format!("registry: {prefix}\n{}mirrors:\n  docker.io: {mirror}\n", insecure(r))).unwrap();
+    let engine = ciao::engine::Engine::new(ciao::engine::ConfigSource::File(dir.join("config.yaml")));
+    let (out, mut rx) = ciao::output::Output::channel();
+    let shown = engine.run_cell(CODE, &out, &CancellationToken::new()).await.unwrap().unwrap();
+    let text = shown["text/plain"].as_str().unwrap().to_string();
+    assert!(text.starts_with(&format!("image: {prefix}/python:ciao-")), "{text}");
+    let mut stderr = String::new();
+    while let Ok(ev) = rx.try_recv() {
+        if let ciao::output::OutputEvent::Text(ciao::output::Stream::Stderr, t) = ev {
+            stderr.push_str(&t);
+        }
+    }
+    assert!(stderr.contains("ciao: pushed"), "{stderr}");
+    // The builder lives in the engine: the next cell is warm.
+    let before = engine.image_builder().requests();
+    engine.run_cell("print('next')\n", &out, &CancellationToken::new()).await.unwrap();
+    assert_eq!(engine.image_builder().requests() - before, 6);
+}

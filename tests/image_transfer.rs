@@ -97,7 +97,6 @@ async fn a_corrupted_base_layer_is_caught_while_copying() {
     let msg = e.to_string();
     assert!(matches!(e, ImageError::Transfer { .. } | ImageError::Digest { .. }), "{msg}");
     assert!(msg.contains("does not match") && msg.contains(&digest), "{msg}");
-    eprintln!("{msg}");
     // Nothing was tagged.
     let access = target.access_for(mark, &[&app]);
     assert!(!access.iter().any(|a| a.method == "PUT" && a.path.contains("/manifests/")), "{access:#?}");

@@ -12,26 +12,26 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use oci_client::client::{Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Reference, RegistryOperation};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use sha2::{Digest as _, Sha256};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use tokio::sync::Mutex;
 
 use super::auth::{self, Challenge, Credential, CredentialKind, Keychain, Lookup, Scope, TokenFailure};
 use super::error::ImageError;
 use super::manifest::{Descriptor, MANIFEST_ACCEPT};
+use super::failure::{Failure, chain, check, is_tls_text, transport_retryable};
 use super::progress::Counters;
+pub use super::stream::{BytesFn, VerifiedStream};
+use super::stream::{counting, rechunk};
 
 /// `User-Agent` of every request.
 pub const USER_AGENT: &str = concat!("ciao/", env!("CARGO_PKG_VERSION"));
@@ -53,131 +53,6 @@ pub struct SessionOptions {
     pub ca_pems: Vec<Vec<u8>>,
     /// Connect and read timeout.
     pub timeout: Duration,
-}
-
-/// Why one request failed, before it becomes an [`ImageError`].
-#[derive(Debug)]
-pub enum Failure {
-    /// The registry answered with an error status.
-    Status { code: u16, message: String, retry_after: Option<Duration>, challenge: Option<String> },
-    /// No answer: connection, TLS, timeout, a body that broke off.
-    Transport(reqwest::Error),
-    /// Content that does not match its digest.
-    Digest { expected: String, actual: String },
-    /// An error already explained (from the other end of a copy).
-    Explained(ImageError),
-    /// A registry that does not follow the protocol.
-    Protocol(String),
-}
-
-impl Failure {
-    fn retryable(&self) -> bool {
-        match self {
-            Failure::Status { code, .. } => matches!(code, 408 | 429 | 500 | 502 | 503 | 504),
-            Failure::Transport(e) => transport_retryable(e),
-            _ => false,
-        }
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Failure::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-
-    fn status(&self) -> Option<u16> {
-        match self {
-            Failure::Status { code, .. } => Some(*code),
-            _ => None,
-        }
-    }
-}
-
-impl From<OciDistributionError> for Failure {
-    fn from(e: OciDistributionError) -> Failure {
-        match e {
-            OciDistributionError::ServerError { code, message, .. } => {
-                Failure::Status { code, message: registry_message(&message), retry_after: None, challenge: None }
-            }
-            OciDistributionError::UnauthorizedError { .. } => {
-                Failure::Status { code: 401, message: "unauthorized".into(), retry_after: None, challenge: None }
-            }
-            OciDistributionError::RegistryError { envelope, .. } => {
-                let code = envelope.errors.first().map_or(400, |e| status_of(&format!("{:?}", e.code)));
-                let message = envelope.errors.iter().map(|e| e.message.clone()).collect::<Vec<_>>().join("; ");
-                Failure::Status { code, message, retry_after: None, challenge: None }
-            }
-            OciDistributionError::RequestError(e) => match e.status() {
-                Some(s) => Failure::Status { code: s.as_u16(), message: s.to_string(), retry_after: None, challenge: None },
-                None => Failure::Transport(e),
-            },
-            OciDistributionError::DigestError(d) => Failure::Protocol(d.to_string()),
-            other => Failure::Protocol(other.to_string()),
-        }
-    }
-}
-
-/// An HTTP status for a distribution error code.
-fn status_of(code: &str) -> u16 {
-    let c = code.to_ascii_uppercase();
-    if c.contains("UNAUTHORIZED") {
-        401
-    } else if c.contains("DENIED") {
-        403
-    } else if c.contains("UNKNOWN") {
-        404
-    } else if c.contains("TOOMANYREQUESTS") {
-        429
-    } else {
-        400
-    }
-}
-
-/// The messages of a distribution error body, or the body itself (shortened).
-fn registry_message(body: &str) -> String {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        errors: Vec<Entry>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Entry {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    if let Ok(e) = serde_json::from_str::<Envelope>(body) {
-        let parts: Vec<String> = e
-            .errors
-            .iter()
-            .map(|x| match (&x.code, &x.message) {
-                (Some(c), Some(m)) => format!("{c}: {m}"),
-                (Some(c), None) => c.clone(),
-                (None, Some(m)) => m.clone(),
-                (None, None) => String::new(),
-            })
-            .collect();
-        return parts.join("; ");
-    }
-    let t = body.trim();
-    if t.len() > 200 { format!("{}…", &t[..t.char_indices().nth(200).map_or(t.len(), |(i, _)| i)]) } else { t.to_string() }
-}
-
-/// Every message in an error's source chain.
-pub fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
-fn is_tls_text(t: &str) -> bool {
-    t.contains("certificate") || t.contains("UnknownIssuer") || t.contains("InvalidContentType") || t.contains("corrupt message")
 }
 
 /// The state of authentication with one registry.
@@ -792,142 +667,3 @@ impl Session {
     }
 }
 
-/// A non-success answer as a [`Failure`] (with `Retry-After` and the
-/// challenge kept), or the answer itself.
-async fn check(resp: reqwest::Response) -> Result<reqwest::Response, Failure> {
-    let status = resp.status();
-    if status.is_success() {
-        return Ok(resp);
-    }
-    let retry_after = resp
-        .headers()
-        .get(RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(String::from);
-    let body = resp.text().await.unwrap_or_default();
-    Err(Failure::Status { code: status.as_u16(), message: registry_message(&body), retry_after, challenge })
-}
-
-/// Whether a transport error may go away on its own (not TLS, not DNS).
-fn transport_retryable(e: &reqwest::Error) -> bool {
-    let text = chain(e);
-    let permanent = is_tls_text(&text) || text.contains("dns error") || text.contains("does not match") || text.contains("is longer than");
-    !permanent && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
-}
-
-/// Bytes of a blob copy so far, reported to whoever follows the copy.
-pub type BytesFn = Arc<dyn Fn(u64) + Send + Sync>;
-
-/// Counts the bytes that pass, into the counters and (every 4 MiB and at
-/// the end) through `progress`.
-fn counting<S>(stream: S, counters: Arc<Counters>, progress: BytesFn) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static
-where
-    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
-{
-    let mut done = 0u64;
-    let mut reported = 0u64;
-    stream.map(move |r| {
-        if let Ok(b) = &r {
-            done += b.len() as u64;
-            counters.sent(b.len() as u64);
-            if done - reported >= 4 << 20 {
-                reported = done;
-                progress(done);
-            }
-        }
-        r
-    })
-}
-
-/// Groups a stream's bytes into chunks of exactly `size` (the last may be
-/// shorter), so a chunked upload sends few large requests.
-pub fn rechunk<S>(stream: S, size: usize) -> impl Stream<Item = Result<Bytes, io::Error>> + Send + 'static
-where
-    S: Stream<Item = Result<Bytes, io::Error>> + Send + 'static,
-{
-    futures::stream::unfold((stream.boxed(), BytesMut::new(), false), move |(mut s, mut buf, mut done)| async move {
-        loop {
-            if buf.len() >= size {
-                let out = buf.split_to(size).freeze();
-                return Some((Ok(out), (s, buf, done)));
-            }
-            if done {
-                if buf.is_empty() {
-                    return None;
-                }
-                let out = buf.split().freeze();
-                return Some((Ok(out), (s, buf, done)));
-            }
-            match s.next().await {
-                Some(Ok(b)) => buf.extend_from_slice(&b),
-                Some(Err(e)) => return Some((Err(e), (s, buf, true))),
-                None => done = true,
-            }
-        }
-    })
-}
-
-/// A blob stream checked against its descriptor: the last item is an error
-/// if the size or the sha256 differ.
-pub struct VerifiedStream {
-    inner: futures::stream::BoxStream<'static, Result<Bytes, io::Error>>,
-    hasher: Option<Sha256>,
-    expected: String,
-    size: u64,
-    seen: u64,
-}
-
-impl VerifiedStream {
-    fn new(inner: futures::stream::BoxStream<'static, Result<Bytes, io::Error>>, d: &Descriptor) -> Self {
-        VerifiedStream { inner, hasher: Some(Sha256::new()), expected: d.digest.clone(), size: d.size, seen: 0 }
-    }
-}
-
-impl VerifiedStream {
-    /// The error for content that is not the blob (`None`: it is).
-    fn check(&mut self) -> Option<io::Error> {
-        let h = self.hasher.take()?;
-        let actual = format!("sha256:{}", hex::encode(h.finalize()));
-        (actual != self.expected || self.seen != self.size).then(|| {
-            io::Error::other(format!(
-                "blob content does not match its digest: expected {} ({} bytes), got {actual} ({} bytes)",
-                self.expected, self.size, self.seen
-            ))
-        })
-    }
-}
-
-impl Stream for VerifiedStream {
-    type Item = Result<Bytes, io::Error>;
-
-    /// The last chunk is held back until the digest is checked, so a
-    /// receiver never gets the whole of a wrong blob.
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.hasher.is_none() {
-            return Poll::Ready(None);
-        }
-        match this.inner.poll_next_unpin(cx) {
-            Poll::Ready(Some(Ok(b))) => {
-                this.seen += b.len() as u64;
-                if let Some(h) = this.hasher.as_mut() {
-                    h.update(&b);
-                }
-                if this.seen >= this.size {
-                    if let Some(e) = this.check() {
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-                Poll::Ready(Some(Ok(b)))
-            }
-            Poll::Ready(None) => Poll::Ready(this.check().map(Err)),
-            Poll::Ready(Some(Err(e))) => {
-                this.hasher = None;
-                Poll::Ready(Some(Err(e)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}

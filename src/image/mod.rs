@@ -23,12 +23,14 @@ pub mod builder;
 pub mod client;
 pub mod error;
 pub mod extract;
+pub mod failure;
 pub mod layer;
 pub mod layout;
 pub mod manifest;
 pub mod mutate;
 pub mod progress;
 pub mod reference;
+pub mod stream;
 pub mod registry;
 pub mod target;
 
