@@ -219,37 +219,32 @@ impl Builder {
             base_session.prepare(&[Scope::push(&target.repository), Scope::pull(&source.repository)]).await?;
         }
         let request = BaseRequest { name: &name, source: &source, platform: &platform };
-        let base = match base::resolve(&base_session, &self.bases, &request, &report).await {
-            Ok(b) => b,
-            Err(e) if matches!(dest, Dest::Layout { .. }) && e.is_unreachable() => {
-                report(&Progress::EmptyBase { reference: name.to_string(), why: e.to_string() });
-                Arc::new(BaseImage::empty(name.to_string(), platform.clone()))
-            }
-            Err(e) => return Err(e),
-        };
-        let ctx = PublishContext {
-            base: base.source.as_ref().map(|s| BlobSource { session: base_session.clone(), repository: s.repository.clone() }),
-            progress: report.clone(),
-        };
+        let resolve = base::resolve(&base_session, &self.bases, &request, &report);
 
         let (image, published) = match dest {
             Dest::Registry { target, tag } => {
+                let session = self.session(&target.registry, config, options)?;
+                let pull_prefix = config.registry_settings(&target.registry).pull_prefix;
+                let publisher = RegistryPublisher::new(session, target.repository.clone(), pull_prefix, self.known.clone());
+                // The code layer does not depend on the base: upload it meanwhile.
+                let (base, ()) = tokio::try_join!(resolve, publisher.push_layers(std::slice::from_ref(&layer), &report))?;
                 let image = append(&base, &[layer], &edit);
                 let tag = tag.unwrap_or_else(|| image.default_tag());
-                let session = self.session(&target.registry, config, options)?;
-                let publisher = RegistryPublisher {
-                    session,
-                    repository: target.repository.clone(),
-                    pull_prefix: config.registry_settings(&target.registry).pull_prefix,
-                    known: self.known.clone(),
-                };
-                let p = publisher.publish(&image, &tag, &ctx).await?;
+                let p = publisher.publish(&image, &tag, &context(&base, &base_session, &report)).await?;
                 (image, p)
             }
             Dest::Layout { dir, name } => {
+                let base = match resolve.await {
+                    Ok(b) => b,
+                    Err(e) if e.is_unreachable() => {
+                        report(&Progress::EmptyBase { reference: name.to_string(), why: e.to_string() });
+                        Arc::new(BaseImage::empty(request.name.to_string(), platform.clone()))
+                    }
+                    Err(e) => return Err(e),
+                };
                 let image = append(&base.to_oci(), &[layer], &edit);
                 let tag = image.default_tag();
-                let p = LayoutPublisher { dir, name }.publish(&image, &tag, &ctx).await?;
+                let p = LayoutPublisher { dir, name }.publish(&image, &tag, &context(&base, &base_session, &report)).await?;
                 (image, p)
             }
         };
@@ -303,6 +298,14 @@ impl Builder {
         let s = Arc::new(Session::new(registry, host, &session_options, keychain, self.counters.clone())?);
         sessions.insert(key, s.clone());
         Ok(s)
+    }
+}
+
+/// Where publishers read the base's blobs from.
+fn context(base: &BaseImage, session: &Arc<Session>, report: &ProgressFn) -> PublishContext {
+    PublishContext {
+        base: base.source.as_ref().map(|s| BlobSource { session: session.clone(), repository: s.repository.clone() }),
+        progress: report.clone(),
     }
 }
 

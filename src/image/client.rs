@@ -63,8 +63,8 @@ struct AuthState {
     lookup: Option<Lookup>,
     /// Bearer tokens with the scopes they cover.
     tokens: Vec<(Vec<Scope>, String, Instant)>,
-    /// Whether credentials were given to the oci-clients.
-    stored: bool,
+    /// The credentials given to the oci-client (once; it keeps the first).
+    stored: Option<RegistryAuth>,
 }
 
 /// A registry host as one session sees it.
@@ -77,7 +77,9 @@ pub struct Session {
     timeout: Duration,
     http: reqwest::Client,
     oci: oci_client::Client,
-    oci_chunked: oci_client::Client,
+    /// A second oci-client for chunked uploads, made on the first 413.
+    oci_chunked: tokio::sync::OnceCell<oci_client::Client>,
+    options: SessionOptions,
     keychain: Keychain,
     auth: Mutex<AuthState>,
     counters: Arc<Counters>,
@@ -100,6 +102,21 @@ pub enum Mount {
     Refused,
 }
 
+/// oci-client's configuration for a session: its protocol, CAs, timeouts;
+/// whole-blob uploads (POST + PUT) or chunked ones.
+fn oci_config(options: &SessionOptions, monolithic: bool) -> ClientConfig {
+    ClientConfig {
+        protocol: if options.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+        use_monolithic_push: monolithic,
+        extra_root_certificates: options.ca_pems.iter().map(|p| Certificate { encoding: CertificateEncoding::Pem, data: p.clone() }).collect(),
+        platform_resolver: None,
+        read_timeout: Some(options.timeout),
+        connect_timeout: Some(options.timeout),
+        user_agent: USER_AGENT,
+        ..ClientConfig::default()
+    }
+}
+
 impl Session {
     /// A session with `registry` (its API host is `host`).
     ///
@@ -118,30 +135,12 @@ impl Session {
         for pem in &options.ca_pems {
             certs.push(reqwest::Certificate::from_pem(pem).map_err(|e| tls(format!("a CA certificate cannot be used: {e}")))?);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .connect_timeout(options.timeout)
-            .read_timeout(options.timeout)
-            .tls_certs_merge(certs)
-            .build()
-            .map_err(|e| tls(chain(&e)))?;
-        let oci_config = |monolithic: bool| ClientConfig {
-            protocol: if options.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
-            use_monolithic_push: monolithic,
-            extra_root_certificates: options
-                .ca_pems
-                .iter()
-                .map(|p| Certificate { encoding: CertificateEncoding::Pem, data: p.clone() })
-                .collect(),
-            platform_resolver: None,
-            read_timeout: Some(options.timeout),
-            connect_timeout: Some(options.timeout),
-            user_agent: USER_AGENT,
-            ..ClientConfig::default()
-        };
-        let oci = oci_client::Client::try_from(oci_config(true)).map_err(|e| tls(chain(&e)))?;
-        let mut oci_chunked = oci_client::Client::try_from(oci_config(false)).map_err(|e| tls(chain(&e)))?;
-        oci_chunked.tokens = oci.tokens.clone();
+        let http = reqwest::Client::builder().user_agent(USER_AGENT).connect_timeout(options.timeout).read_timeout(options.timeout);
+        // Plain HTTP needs no trust store (loading the system's costs milliseconds).
+        let http = if options.insecure { http.tls_certs_only(certs) } else { http.tls_certs_merge(certs) };
+        let http = http.build().map_err(|e| tls(chain(&e)))?;
+        let oci = oci_client::Client::try_from(oci_config(options, true)).map_err(|e| tls(chain(&e)))?;
+
         Ok(Session {
             registry: registry.to_string(),
             host: host.to_string(),
@@ -149,7 +148,8 @@ impl Session {
             timeout: options.timeout,
             http,
             oci,
-            oci_chunked,
+            oci_chunked: tokio::sync::OnceCell::new(),
+            options: options.clone(),
             keychain,
             auth: Mutex::new(AuthState::default()),
             counters,
@@ -249,12 +249,7 @@ impl Session {
                 None => return Ok(None),
                 Some(Credential { kind: CredentialKind::Token(t), .. }) => {
                     let t = t.expose().to_string();
-                    if !st.stored {
-                        st.stored = true;
-                        let auth = RegistryAuth::Bearer(t.clone());
-                        self.oci.store_auth_if_needed(&self.host, &auth).await;
-                        self.oci_chunked.store_auth_if_needed(&self.host, &auth).await;
-                    }
+                    self.store(&mut st, RegistryAuth::Bearer(t.clone())).await;
                     return Ok(Some(format!("Bearer {t}")));
                 }
                 Some(_) => {
@@ -336,12 +331,7 @@ impl Session {
                     return Err(unauthorized(st));
                 };
                 let (u, p) = (username.clone(), password.expose().to_string());
-                if !st.stored {
-                    st.stored = true;
-                    let auth = RegistryAuth::Basic(u.clone(), p.clone());
-                    self.oci.store_auth_if_needed(&self.host, &auth).await;
-                    self.oci_chunked.store_auth_if_needed(&self.host, &auth).await;
-                }
+                self.store(st, RegistryAuth::Basic(u.clone(), p.clone())).await;
                 for s in scopes {
                     let r = self.oci_ref(&s.repository, "latest");
                     for op in [RegistryOperation::Pull, RegistryOperation::Push] {
@@ -381,17 +371,13 @@ impl Session {
                         value
                     }
                 };
-                if !st.stored {
-                    st.stored = true;
-                    let auth = match &credential {
-                        Some(Credential { kind: CredentialKind::Basic { username, password }, .. }) => {
-                            RegistryAuth::Basic(username.clone(), password.expose().to_string())
-                        }
-                        _ => RegistryAuth::Anonymous,
-                    };
-                    self.oci.store_auth_if_needed(&self.host, &auth).await;
-                    self.oci_chunked.store_auth_if_needed(&self.host, &auth).await;
-                }
+                let auth = match &credential {
+                    Some(Credential { kind: CredentialKind::Basic { username, password }, .. }) => {
+                        RegistryAuth::Basic(username.clone(), password.expose().to_string())
+                    }
+                    _ => RegistryAuth::Anonymous,
+                };
+                self.store(st, auth).await;
                 for s in &scopes {
                     let r = self.oci_ref(&s.repository, "latest");
                     let bearer = RegistryTokenType::Bearer(RegistryToken::Token { token: token.clone() });
@@ -403,6 +389,30 @@ impl Session {
                 Ok(Some(format!("Bearer {token}")))
             }
         }
+    }
+
+    /// Gives the oci-client its credentials, once (it keeps the first it gets).
+    async fn store(&self, st: &mut AuthState, auth: RegistryAuth) {
+        if st.stored.is_none() {
+            self.oci.store_auth_if_needed(&self.host, &auth).await;
+            st.stored = Some(auth);
+        }
+    }
+
+    /// The client for chunked uploads: same TLS, same tokens, same credentials.
+    async fn chunked_client(&self) -> Result<&oci_client::Client, Failure> {
+        let stored = self.auth.lock().await.stored.clone();
+        self.oci_chunked
+            .get_or_try_init(|| async {
+                let config = oci_config(&self.options, false);
+                let mut c = oci_client::Client::try_from(config).map_err(|e| Failure::Protocol(chain(&e)))?;
+                c.tokens = self.oci.tokens.clone();
+                if let Some(auth) = stored {
+                    c.store_auth_if_needed(&self.host, &auth).await;
+                }
+                Ok(c)
+            })
+            .await
     }
 
     /// Adds `scopes` to the token the next request uses, so one token covers
@@ -644,7 +654,8 @@ impl Session {
         tracing::debug!(registry = %self.registry, digest, chunk, "uploading in chunks");
         self.counters.request(2 + size.div_ceil(chunk as u64));
         let stream = stream.map_err(OciDistributionError::IoError);
-        self.oci_chunked.push_blob_stream(r, stream, digest, Some(size)).await.map(|_| ()).map_err(Failure::from)
+        let client = self.chunked_client().await?;
+        client.push_blob_stream(r, stream, digest, Some(size)).await.map(|_| ()).map_err(Failure::from)
     }
 
     /// Writes the manifest under `reference` (a tag or its digest).

@@ -62,7 +62,7 @@ pub async fn extract_added_layers(
     dest: &Path,
 ) -> Result<Vec<PathBuf>, ImageError> {
     let bad = |why: &str| ImageError::Reference { reference: reference.to_string(), why: why.to_string() };
-    let (manifest, config_value, blobs): (Value, Value, Vec<(Descriptor, LayerKind, Bytes)>) = if let Some(rest) = reference.strip_prefix("oci:") {
+    let blobs: Vec<(Descriptor, LayerKind, Bytes)> = if let Some(rest) = reference.strip_prefix("oci:") {
         let (dir, name) = rest.split_once(':').ok_or_else(|| bad("a layout reference is oci:DIR:NAME:TAG[@sha256:…]"))?;
         let dir = PathBuf::from(dir);
         let (name, digest) = match name.split_once('@') {
@@ -81,7 +81,7 @@ pub async fn extract_added_layers(
         for (d, kind) in added_layers(&manifest, &config_value).map_err(|p| bad(&p.0))? {
             blobs.push((d.clone(), kind, read_blob(&dir, &d.digest)?));
         }
-        (manifest, config_value, blobs)
+        blobs
     } else {
         let r = ImageRef::parse(reference)?;
         let session = builder.session(&r.registry, config, options)?;
@@ -118,9 +118,8 @@ pub async fn extract_added_layers(
             }
             blobs.push((d, kind, Bytes::from(data)));
         }
-        (manifest, config_value, blobs)
+        blobs
     };
-    let _ = (&manifest, &config_value);
     if blobs.is_empty() {
         return Err(bad("the image has no layers added by ciao"));
     }

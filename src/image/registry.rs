@@ -18,7 +18,8 @@ use futures::{StreamExt, TryStreamExt};
 use super::client::{BytesFn, Mount, Session};
 use super::error::ImageError;
 use super::mutate::Image;
-use super::progress::{BlobAction, Progress};
+use super::layer::Layer;
+use super::progress::{BlobAction, Progress, ProgressFn};
 use super::target::{PublishContext, Published, Publisher};
 
 /// Concurrent blob transfers of one publish.
@@ -49,6 +50,8 @@ pub struct RegistryPublisher {
     /// `registries.<host>.pullPrefix`: the registry's name on cluster nodes.
     pub pull_prefix: Option<String>,
     pub known: Arc<KnownBlobs>,
+    /// Layers [`RegistryPublisher::push_layers`] already put in place.
+    pub pushed: Mutex<HashSet<String>>,
 }
 
 /// What to do with one blob.
@@ -62,8 +65,40 @@ enum Step {
 }
 
 impl RegistryPublisher {
+    /// A publisher for `session`'s `repository`.
+    pub fn new(session: Arc<Session>, repository: String, pull_prefix: Option<String>, known: Arc<KnownBlobs>) -> Self {
+        RegistryPublisher { session, repository, pull_prefix, known, pushed: Mutex::new(HashSet::new()) }
+    }
+
     fn key(&self) -> String {
         format!("{}/{}", self.session.registry, self.repository)
+    }
+
+    /// Puts ciao's own layers in place ahead of the rest (they do not depend
+    /// on the base, so this runs while the base is resolved); `publish` then
+    /// skips them.
+    pub async fn push_layers(&self, layers: &[Layer], progress: &ProgressFn) -> Result<(), ImageError> {
+        let known = self.known.get(&self.key());
+        let cold = known.is_none();
+        let repo = self.repository.as_str();
+        let uploads = layers.iter().map(|l| {
+            let present = known.as_ref().is_some_and(|k| k.contains(&l.digest));
+            async move {
+                let action = if present {
+                    BlobAction::Present
+                } else if cold && self.session.blob_exists(repo, &l.digest).await? {
+                    BlobAction::Present
+                } else {
+                    self.session.upload(repo, &l.digest, &l.blob).await?;
+                    BlobAction::Uploaded
+                };
+                progress(&Progress::Blob { digest: l.digest.clone(), size: l.size(), action });
+                Ok::<_, ImageError>(l.digest.clone())
+            }
+        });
+        let done = futures::future::try_join_all(uploads).await?;
+        self.pushed.lock().expect("pushed lock").extend(done);
+        Ok(())
     }
 }
 
@@ -83,10 +118,11 @@ impl Publisher for RegistryPublisher {
         let same_repo = same_registry && base.is_some_and(|b| b.repository == repo);
 
         // Decide each blob's fate; the config goes with the layers.
+        let pushed = self.pushed.lock().expect("pushed lock").clone();
         let mut jobs: Vec<(String, u64, Step, bool)> = Vec::new();
         for l in &image.layers {
             let d = &l.descriptor;
-            if l.data.is_none() && d.is_foreign() {
+            if (l.data.is_none() && d.is_foreign()) || pushed.contains(&d.digest) {
                 continue;
             }
             let step = if known.contains(&d.digest) || (l.data.is_none() && same_repo) {
