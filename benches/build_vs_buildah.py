@@ -102,8 +102,14 @@ def make_base(work, name, files):
         for path, data in layer.items():
             p = os.path.join(bundle, "rootfs", path.lstrip("/"))
             os.makedirs(os.path.dirname(p), exist_ok=True)
-            with open(p, "wb") as f:
-                f.write(data)
+            if isinstance(data, int):
+                # Random bytes written by `head`, so this process stays small
+                # (a child's peak RSS counts the parent's pages before exec).
+                with open(p, "wb") as f:
+                    subprocess.run(["head", "-c", str(data), "/dev/urandom"], stdout=f, check=True)
+            else:
+                with open(p, "wb") as f:
+                    f.write(data)
         sh("umoci", "repack", "--refresh-bundle", "--image", f"{layout}:img", bundle)
     sh("umoci", "config", "--image", f"{layout}:img", "--config.cmd", "sh")
     shutil.rmtree(bundle)
@@ -209,28 +215,32 @@ def main():
         print(f"  buildah from..push             {b_ms:8.1f} ms   -> ciao is {b_ms / c_ms:5.1f}x faster (goal >= 15x)")
         print(f"  floor, cold, sequential        {cold_seq['median_ms']:8.1f} ms   {cold_seq['requests']} requests -> ciao/floor {c_ms / cold_seq['median_ms']:4.2f} (goal <= 2)")
         print(f"  floor, cold, parallel          {cold_par['median_ms']:8.1f} ms   -> ciao/floor {c_ms / cold_par['median_ms']:4.2f}")
-        print(f"  warm cell in a running kernel  {wout['median_ms']:8.1f} ms   {max(wout['requests'])} requests max")
+        print(f"  warm cell in a running kernel  {wout['median_ms']:8.1f} ms   {max(wout['requests'])} requests max -> {b_ms / wout['median_ms']:5.1f}x faster than buildah")
         print(f"  floor, warm, sequential        {warm_seq['median_ms']:8.1f} ms   {warm_seq['requests']} requests -> warm/floor {wout['median_ms'] / warm_seq['median_ms']:4.2f} (goal <= 1.2)")
         print(f"  floor, warm, parallel          {warm_par['median_ms']:8.1f} ms   -> warm/floor {wout['median_ms'] / warm_par['median_ms']:4.2f}")
 
         if not args.skip_big:
-            target = Registry(work, "target")
-            regs.append(target)
-            big = make_base(work, "big", [{"/data/big.bin": os.urandom(200 << 20)}])
+            big = make_base(work, "big", [{"/data/big.bin": 200 << 20}])
             push(big, f"{reg.host}/big/library/python:3.11-slim")
-            bcfg = os.path.join(work, "big.yaml")
             big_ciao, big_skopeo = [], []
             for i in range(3):
+                # Fresh target registries, so every run really copies the layer.
+                t1, t2 = Registry(work, f"ciao-target{i}"), Registry(work, f"skopeo-target{i}")
+                regs.extend([t1, t2])
+                bcfg = os.path.join(work, f"big{i}.yaml")
+                with open(bcfg, "w") as f:
+                    f.write(f"registry: {t1.host}/team\nregistries:\n  \"{reg.host}\": {{insecure: true}}\n  \"{t1.host}\": {{insecure: true}}\n"
+                            f"mirrors:\n  docker.io: {reg.host}/big\n")
                 path = os.path.join(work, f"big{i}.py")
                 with open(path, "w") as f:
                     f.write(cell("big", i))
-                # A fresh target repository each time, so the layer is copied each time.
-                with open(bcfg, "w") as f:
-                    f.write(f"registry: {target.host}/team{i}\nregistries:\n  \"{reg.host}\": {{insecure: true}}\n  \"{target.host}\": {{insecure: true}}\n"
-                            f"mirrors:\n  docker.io: {reg.host}/big\n")
                 big_ciao.append(timed_rss([ciao, "build", "--config", bcfg, path], env=env))
                 big_skopeo.append(timed_rss(["skopeo", "copy", "--quiet", "--src-tls-verify=false", "--dest-tls-verify=false",
-                                             f"docker://{reg.host}/big/library/python:3.11-slim", f"docker://{target.host}/skopeo{i}/python:x"], env=env))
+                                             f"docker://{reg.host}/big/library/python:3.11-slim", f"docker://{t2.host}/team/python:x"], env=env))
+                t1.stop()
+                t2.stop()
+                regs.remove(t1)
+                regs.remove(t2)
             cw, cr = med([w for w, _ in big_ciao]), max(r for _, r in big_ciao)
             sw, sr = med([w for w, _ in big_skopeo]), max(r for _, r in big_skopeo)
             print("\n200 MB base, registry -> another registry, medians of 3 (RSS: max)")

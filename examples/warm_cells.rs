@@ -32,6 +32,7 @@ async fn main() -> Result<(), Error> {
         eprintln!("usage: warm_cells CONFIG.yaml N");
         std::process::exit(2);
     }
+    ciao::cli::init_logging();
     let engine = Engine::new(ConfigSource::File(args[1].clone().into()));
     let n: usize = args[2].parse()?;
     let cancel = CancellationToken::new();

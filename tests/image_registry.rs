@@ -312,14 +312,11 @@ async fn ciaos_own_layers_extract_from_a_pushed_image() {
 #[test]
 fn ciao_build_prints_the_reference_as_the_last_line() {
     let r = Registry::shared();
-    let base = base_in(r, "cli", Push::default());
     let dir = support::fresh_dir("cli-");
     let prefix = format!("{}/{}", r.host, support::repo("cli"));
     // The default framework's base is rewritten by the mirror map to the test base.
-    let (mirror_repo, _) = base.rsplit_once(':').unwrap();
-    let mirror = format!("{}/mirror", r.host);
+    let mirror = format!("{}/{}", r.host, support::repo("mirror"));
     Bases::get().push("base", &format!("{mirror}/library/python:3.11-slim"), Push::default());
-    let _ = mirror_repo;
     std::fs::write(dir.join("config.yaml"), format!("registry: {prefix}\n{}mirrors:\n  docker.io: {mirror}\n", insecure(r))).unwrap();
     std::fs::write(dir.join("cell.py"), CODE).unwrap();
     let run = || {

@@ -101,3 +101,27 @@ async fn a_corrupted_base_layer_is_caught_while_copying() {
     let access = target.access_for(mark, &[&app]);
     assert!(!access.iter().any(|a| a.method == "PUT" && a.path.contains("/manifests/")), "{access:#?}");
 }
+
+#[test]
+fn http_proxy_from_the_environment_is_used() {
+    let r = Registry::shared();
+    let proxy = Nginx::forward_proxy();
+    let mirror = format!("{}/{}", r.host, support::repo("proxied-mirror"));
+    Bases::get().push("base", &format!("{mirror}/library/python:3.11-slim"), Push::default());
+    let dir = support::fresh_dir("proxy-");
+    let prefix = format!("{}/{}", r.host, support::repo("proxied"));
+    std::fs::write(dir.join("config.yaml"), format!("registry: {prefix}\n{}mirrors:\n  docker.io: {mirror}\n", insecure(&[&r.host]))).unwrap();
+    std::fs::write(dir.join("cell.py"), CODE).unwrap();
+    let out = tools::ciao()
+        .env("HTTP_PROXY", format!("http://{}", proxy.host))
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .args(["build", "--config"])
+        .arg(dir.join("config.yaml"))
+        .arg(dir.join("cell.py"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let through: Vec<_> = proxy.access().into_iter().filter(|(_, p, _)| p.contains(&support::registry::repo_of(&prefix))).collect();
+    assert!(through.iter().any(|(m, p, s)| m == "PUT" && p.contains("/manifests/") && *s == 201), "{through:#?}");
+}

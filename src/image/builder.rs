@@ -226,11 +226,32 @@ impl Builder {
                 let session = self.session(&target.registry, config, options)?;
                 let pull_prefix = config.registry_settings(&target.registry).pull_prefix;
                 let publisher = RegistryPublisher::new(session, target.repository.clone(), pull_prefix, self.known.clone());
-                // The code layer does not depend on the base: upload it meanwhile.
-                let (base, ()) = tokio::try_join!(resolve, publisher.push_layers(std::slice::from_ref(&layer), &report))?;
-                let image = append(&base, &[layer], &edit);
+                // The code layer does not depend on the base: it goes up while
+                // the base resolves, and the config goes up as soon as the base
+                // is known, without waiting for the code layer.
+                let code = publisher.push_layers(std::slice::from_ref(&layer), &report);
+                let mut code = std::pin::pin!(code);
+                let mut resolve = std::pin::pin!(resolve);
+                let mut code_done = None;
+                let base = loop {
+                    tokio::select! {
+                        r = &mut resolve => break r?,
+                        r = &mut code, if code_done.is_none() => {
+                            r?;
+                            code_done = Some(());
+                        }
+                    }
+                };
+                let image = append(&base, std::slice::from_ref(&layer), &edit);
                 let tag = tag.unwrap_or_else(|| image.default_tag());
-                let p = publisher.publish(&image, &tag, &context(&base, &base_session, &report)).await?;
+                let handled = std::collections::HashSet::from([layer.digest.clone()]);
+                let pending = async {
+                    match code_done {
+                        Some(()) => Ok(()),
+                        None => code.await,
+                    }
+                };
+                let p = publisher.publish_after(&image, &tag, &context(&base, &base_session, &report), &handled, pending).await?;
                 (image, p)
             }
             Dest::Layout { dir, name } => {

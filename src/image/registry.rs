@@ -50,8 +50,6 @@ pub struct RegistryPublisher {
     /// `registries.<host>.pullPrefix`: the registry's name on cluster nodes.
     pub pull_prefix: Option<String>,
     pub known: Arc<KnownBlobs>,
-    /// Layers [`RegistryPublisher::push_layers`] already put in place.
-    pub pushed: Mutex<HashSet<String>>,
 }
 
 /// What to do with one blob.
@@ -67,16 +65,16 @@ enum Step {
 impl RegistryPublisher {
     /// A publisher for `session`'s `repository`.
     pub fn new(session: Arc<Session>, repository: String, pull_prefix: Option<String>, known: Arc<KnownBlobs>) -> Self {
-        RegistryPublisher { session, repository, pull_prefix, known, pushed: Mutex::new(HashSet::new()) }
+        RegistryPublisher { session, repository, pull_prefix, known }
     }
 
     fn key(&self) -> String {
         format!("{}/{}", self.session.registry, self.repository)
     }
 
-    /// Puts ciao's own layers in place ahead of the rest (they do not depend
-    /// on the base, so this runs while the base is resolved); `publish` then
-    /// skips them.
+    /// Puts ciao's own layers in place ahead of the rest: they do not depend
+    /// on the base, so this runs while the base is resolved (see
+    /// [`RegistryPublisher::publish_after`]).
     pub async fn push_layers(&self, layers: &[Layer], progress: &ProgressFn) -> Result<(), ImageError> {
         let known = self.known.get(&self.key());
         let cold = known.is_none();
@@ -96,8 +94,7 @@ impl RegistryPublisher {
                 Ok::<_, ImageError>(l.digest.clone())
             }
         });
-        let done = futures::future::try_join_all(uploads).await?;
-        self.pushed.lock().expect("pushed lock").extend(done);
+        futures::future::try_join_all(uploads).await?;
         Ok(())
     }
 }
@@ -109,6 +106,22 @@ impl Publisher for RegistryPublisher {
     }
 
     async fn publish(&self, image: &Image, tag: &str, ctx: &PublishContext) -> Result<Published, ImageError> {
+        self.publish_after(image, tag, ctx, &HashSet::new(), async { Ok(()) }).await
+    }
+}
+
+impl RegistryPublisher {
+    /// [`Publisher::publish`] for an image whose blobs in `handled` are being
+    /// put in place by `pending` (e.g. [`RegistryPublisher::push_layers`]
+    /// started earlier): the other blobs go meanwhile, the manifest after both.
+    pub async fn publish_after(
+        &self,
+        image: &Image,
+        tag: &str,
+        ctx: &PublishContext,
+        handled: &HashSet<String>,
+        pending: impl std::future::Future<Output = Result<(), ImageError>> + Send,
+    ) -> Result<Published, ImageError> {
         let repo = self.repository.as_str();
         let known = self.known.get(&self.key());
         let warm = known.is_some();
@@ -118,11 +131,10 @@ impl Publisher for RegistryPublisher {
         let same_repo = same_registry && base.is_some_and(|b| b.repository == repo);
 
         // Decide each blob's fate; the config goes with the layers.
-        let pushed = self.pushed.lock().expect("pushed lock").clone();
         let mut jobs: Vec<(String, u64, Step, bool)> = Vec::new();
         for l in &image.layers {
             let d = &l.descriptor;
-            if (l.data.is_none() && d.is_foreign()) || pushed.contains(&d.digest) {
+            if (l.data.is_none() && d.is_foreign()) || handled.contains(&d.digest) {
                 continue;
             }
             let step = if known.contains(&d.digest) || (l.data.is_none() && same_repo) {
@@ -153,7 +165,7 @@ impl Publisher for RegistryPublisher {
         }
 
         let progress = &ctx.progress;
-        let _: Vec<BlobAction> = futures::stream::iter(jobs.into_iter().map(|(digest, size, step, is_base)| {
+        let blobs = futures::stream::iter(jobs.into_iter().map(|(digest, size, step, is_base)| {
             let progress = progress.clone();
             async move {
                 let action = self.transfer(repo, &digest, size, step, is_base, image, ctx).await?;
@@ -162,8 +174,8 @@ impl Publisher for RegistryPublisher {
             }
         }))
         .buffer_unordered(PARALLEL_BLOBS)
-        .try_collect()
-        .await?;
+        .try_collect::<Vec<BlobAction>>();
+        futures::try_join!(blobs, pending)?;
 
         self.session.put_manifest(repo, tag, &image.manifest, image.manifest_media_type()).await?;
         let mut digests: Vec<String> = image.layers.iter().map(|l| l.descriptor.digest.clone()).collect();

@@ -15,7 +15,17 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// In front of `upstream`.
     pub fn start(upstream: &Registry, max_body: &str, refuse_mounts: bool) -> Nginx {
+        Nginx::run(&upstream.host, max_body, refuse_mounts)
+    }
+
+    /// A forward proxy for plain HTTP (what `HTTP_PROXY` points at).
+    pub fn forward_proxy() -> Nginx {
+        Nginx::run("$http_host", "0", false)
+    }
+
+    fn run(up: &str, max_body: &str, refuse_mounts: bool) -> Nginx {
         require("nginx", "nginx-light");
         let dir = fresh_dir("nginx-");
         for sub in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
@@ -50,8 +60,7 @@ http {{
     }}
   }}
 }}
-"#,
-            up = upstream.host
+"#
         );
         let conf_path = dir.join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
