@@ -82,9 +82,7 @@ impl RegistryPublisher {
         let uploads = layers.iter().map(|l| {
             let present = known.as_ref().is_some_and(|k| k.contains(&l.digest));
             async move {
-                let action = if present {
-                    BlobAction::Present
-                } else if cold && self.session.blob_exists(repo, &l.digest).await? {
+                let action = if present || (cold && self.session.blob_exists(repo, &l.digest).await?) {
                     BlobAction::Present
                 } else {
                     self.session.upload(repo, &l.digest, &l.blob).await?;
