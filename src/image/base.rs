@@ -70,7 +70,15 @@ pub async fn resolve(session: &Session, cache: &BaseCache, req: &BaseRequest<'_>
         (Some(d), _) => (d.clone(), None),
         (None, Some(key)) => match cache.tag_digest(key) {
             Some(_) => match session.head_manifest(repo, src.reference(), &scopes).await? {
-                Some(d) => (d, None),
+                Some(Some(d)) => (d, None),
+                Some(None) => {
+                    // No digest header: read the manifest to learn it.
+                    let m = session
+                        .get_manifest(repo, src.reference(), &scopes)
+                        .await?
+                        .ok_or_else(|| not_found(format!("{} has no tag {}", src.name(), src.reference())))?;
+                    (m.digest.clone(), Some(m))
+                }
                 None => return Err(not_found(format!("{} has no tag {}", src.name(), src.reference()))),
             },
             None => {

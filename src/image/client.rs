@@ -447,8 +447,9 @@ impl Session {
         .await
     }
 
-    /// `HEAD` a manifest: its digest, or `None` when the registry does not have it.
-    pub async fn head_manifest(&self, repository: &str, reference: &str, scopes: &[Scope]) -> Result<Option<String>, ImageError> {
+    /// `HEAD` a manifest: `None` when the registry does not have it, else
+    /// its `Docker-Content-Digest` (`Some(None)` when the registry sends none).
+    pub async fn head_manifest(&self, repository: &str, reference: &str, scopes: &[Scope]) -> Result<Option<Option<String>>, ImageError> {
         let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url);
         let what = format!("checking the manifest {repository}:{reference}");
         self.run(scopes, &what, |auth| {
@@ -464,7 +465,7 @@ impl Session {
                     return Ok(None);
                 }
                 let resp = check(resp).await?;
-                Ok(resp.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).map(String::from))
+                Ok(Some(resp.headers().get("Docker-Content-Digest").and_then(|v| v.to_str().ok()).map(String::from)))
             }
         })
         .await
