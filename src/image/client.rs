@@ -76,7 +76,11 @@ pub struct Session {
     base_url: String,
     timeout: Duration,
     http: reqwest::Client,
-    oci: oci_client::Client,
+    /// oci-client for uploads, mounts and manifests; built on a blocking
+    /// thread while the first requests (base manifest, config) are under way,
+    /// as building it loads the system's trust store.
+    oci: tokio::sync::OnceCell<oci_client::Client>,
+    oci_init: std::sync::Mutex<Option<tokio::task::JoinHandle<Result<oci_client::Client, OciDistributionError>>>>,
     /// A second oci-client for chunked uploads, made on the first 413.
     oci_chunked: tokio::sync::OnceCell<oci_client::Client>,
     options: SessionOptions,
@@ -139,7 +143,10 @@ impl Session {
         // Plain HTTP needs no trust store (loading the system's costs milliseconds).
         let http = if options.insecure { http.tls_certs_only(certs) } else { http.tls_certs_merge(certs) };
         let http = http.build().map_err(|e| tls(chain(&e)))?;
-        let oci = oci_client::Client::try_from(oci_config(options, true)).map_err(|e| tls(chain(&e)))?;
+        let oci_init = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let o = options.clone();
+            rt.spawn_blocking(move || oci_client::Client::try_from(oci_config(&o, true)))
+        });
 
         Ok(Session {
             registry: registry.to_string(),
@@ -147,7 +154,8 @@ impl Session {
             base_url: format!("{scheme}://{host}"),
             timeout: options.timeout,
             http,
-            oci,
+            oci: tokio::sync::OnceCell::new(),
+            oci_init: std::sync::Mutex::new(oci_init),
             oci_chunked: tokio::sync::OnceCell::new(),
             options: options.clone(),
             keychain,
@@ -335,7 +343,7 @@ impl Session {
                 for s in scopes {
                     let r = self.oci_ref(&s.repository, "latest");
                     for op in [RegistryOperation::Pull, RegistryOperation::Push] {
-                        self.oci.tokens.insert(&r, op, RegistryTokenType::Basic(u.clone(), p.clone())).await;
+                        self.oci().await?.tokens.insert(&r, op, RegistryTokenType::Basic(u.clone(), p.clone())).await;
                     }
                 }
                 use base64::Engine as _;
@@ -381,9 +389,10 @@ impl Session {
                 for s in &scopes {
                     let r = self.oci_ref(&s.repository, "latest");
                     let bearer = RegistryTokenType::Bearer(RegistryToken::Token { token: token.clone() });
-                    self.oci.tokens.insert(&r, RegistryOperation::Pull, bearer.clone()).await;
+                    let oci = self.oci().await?;
+                    oci.tokens.insert(&r, RegistryOperation::Pull, bearer.clone()).await;
                     if s.push {
-                        self.oci.tokens.insert(&r, RegistryOperation::Push, bearer).await;
+                        oci.tokens.insert(&r, RegistryOperation::Push, bearer).await;
                     }
                 }
                 Ok(Some(format!("Bearer {token}")))
@@ -391,10 +400,26 @@ impl Session {
         }
     }
 
+    /// The oci-client (waits for its construction the first time).
+    async fn oci(&self) -> Result<&oci_client::Client, ImageError> {
+        self.oci
+            .get_or_try_init(|| async {
+                let pending = self.oci_init.lock().expect("oci init lock").take();
+                let built = match pending {
+                    Some(h) => h.await.map_err(|e| ImageError::Unsupported(format!("the registry client could not be made: {e}")))?,
+                    None => oci_client::Client::try_from(oci_config(&self.options, true)),
+                };
+                built.map_err(|e| ImageError::Tls { registry: self.registry.clone(), why: chain(&e) })
+            })
+            .await
+    }
+
     /// Gives the oci-client its credentials, once (it keeps the first it gets).
     async fn store(&self, st: &mut AuthState, auth: RegistryAuth) {
         if st.stored.is_none() {
-            self.oci.store_auth_if_needed(&self.host, &auth).await;
+            if let Ok(oci) = self.oci().await {
+                oci.store_auth_if_needed(&self.host, &auth).await;
+            }
             st.stored = Some(auth);
         }
     }
@@ -406,7 +431,7 @@ impl Session {
             .get_or_try_init(|| async {
                 let config = oci_config(&self.options, false);
                 let mut c = oci_client::Client::try_from(config).map_err(|e| Failure::Protocol(chain(&e)))?;
-                c.tokens = self.oci.tokens.clone();
+                c.tokens = self.oci().await.map_err(Failure::Explained)?.tokens.clone();
                 if let Some(auth) = stored {
                     c.store_auth_if_needed(&self.host, &auth).await;
                 }
@@ -532,7 +557,7 @@ impl Session {
             let r = r.clone();
             async move {
                 self.counters.request(1);
-                self.oci.blob_exists(&r, digest).await.map_err(Failure::from)
+                self.oci().await.map_err(Failure::Explained)?.blob_exists(&r, digest).await.map_err(Failure::from)
             }
         })
         .await
@@ -547,7 +572,7 @@ impl Session {
             let (target, source) = (target.clone(), source.clone());
             async move {
                 self.counters.request(1);
-                match self.oci.mount_blob(&target, &source, digest).await {
+                match self.oci().await.map_err(Failure::Explained)?.mount_blob(&target, &source, digest).await {
                     Ok(()) => Ok(Mount::Mounted),
                     // Distribution answers 202 with an upload session when it
                     // will not mount; oci-client reports that as a violation.
@@ -569,7 +594,7 @@ impl Session {
             let (r, data) = (r.clone(), data.clone());
             async move {
                 self.counters.request(2);
-                match self.oci.push_blob(&r, data.clone(), digest).await.map_err(Failure::from) {
+                match self.oci().await.map_err(Failure::Explained)?.push_blob(&r, data.clone(), digest).await.map_err(Failure::from) {
                     Ok(_) => {
                         self.counters.sent(size);
                         Ok(())
@@ -606,7 +631,7 @@ impl Session {
                 let stream = source.blob_stream(source_repository, d, source_scopes).await.map_err(Failure::Explained)?;
                 self.counters.request(2);
                 let counted = counting(stream, self.counters.clone(), progress.clone()).map_err(OciDistributionError::IoError);
-                match self.oci.push_blob_stream(&r, counted, &d.digest, Some(d.size)).await.map_err(Failure::from) {
+                match self.oci().await.map_err(Failure::Explained)?.push_blob_stream(&r, counted, &d.digest, Some(d.size)).await.map_err(Failure::from) {
                     Ok(_) => Ok(()),
                     Err(f) if f.status() == Some(413) => {
                         let mut last = f;
@@ -672,7 +697,7 @@ impl Session {
             let (r, body, ct) = (r.clone(), body.clone(), content_type.clone());
             async move {
                 self.counters.request(1);
-                self.oci.push_manifest_raw(&r, body, ct).await.map(|_| ()).map_err(Failure::from)
+                self.oci().await.map_err(Failure::Explained)?.push_manifest_raw(&r, body, ct).await.map(|_| ()).map_err(Failure::from)
             }
         })
         .await

@@ -11,7 +11,9 @@
 //! Files: `layer.rs` (tar+gzip+sha256), `manifest.rs` (media types, index
 //! resolution), `mutate.rs` (append, config edit), `reference.rs` (names,
 //! mirrors, platforms), `auth.rs` (credentials, challenges, tokens),
-//! `client.rs` (one registry session: HTTP, retries, auth), `base.rs`
+//! `client.rs` (one registry session: HTTP, retries, auth), `failure.rs`
+//! (classifying failed requests), `stream.rs` (verified, counted, chunked
+//! blob streams), `base.rs`
 //! (fetching and caching bases), `target.rs` (the publisher trait),
 //! `registry.rs` and `layout.rs` (publishers), `extract.rs` (ciao's layers
 //! back out of an image), `progress.rs` (events), `builder.rs` (the entry
