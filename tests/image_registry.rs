@@ -364,3 +364,39 @@ async fn a_kernel_cell_builds_and_shows_the_image_reference() {
     engine.run_cell("print('next')\n", &out, &CancellationToken::new()).await.unwrap();
     assert_eq!(engine.image_builder().requests() - before, 6);
 }
+
+#[tokio::test]
+async fn module_and_file_layers_go_before_the_code_and_extract_with_it() {
+    use ciao::image::{Layer, LayerFile, LayerKind};
+    let r = Registry::shared();
+    let base = base_in(r, "extra", Push::default());
+    let c = config(&insecure(r));
+    let target = format!("{}/{}", r.host, support::repo("extra-app"));
+    let module = Layer::from_files(LayerKind::Module, &[LayerFile::file("/app/helpers.py", "def f():\n    return 42\n")], 0).unwrap();
+    let files = Layer::from_files(LayerKind::Files, &[LayerFile::file("/app/data/train.csv", "a,b\n1,2\n")], 0).unwrap();
+    let builder = image::Builder::new();
+    let built = builder
+        .build_with_layers(
+            &plan(&c, &base, Some(&target), &[]),
+            CODE,
+            &[module.clone(), files.clone()],
+            &c,
+            &options(),
+            Lines::default().callback(),
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+    let (m, cfg) = raw(&built.reference);
+    let digests: Vec<&str> = m["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap()).collect();
+    assert_eq!(digests.len(), 6);
+    assert_eq!(digests[3..5], [module.digest.as_str(), files.digest.as_str()]);
+    let comments: Vec<&str> = cfg["history"].as_array().unwrap().iter().filter_map(|h| h["comment"].as_str()).collect();
+    assert_eq!(comments[comments.len() - 3..], ["io.kubeflow.ciao.layer=module", "io.kubeflow.ciao.layer=files", "io.kubeflow.ciao.layer=code"]);
+    let rootfs = tools::unpack(&format!("docker://{}", built.reference));
+    assert_eq!(std::fs::read_to_string(rootfs.join("app/helpers.py")).unwrap(), "def f():\n    return 42\n");
+    let dest = support::fresh_dir("extract-extra-");
+    let mut got = image::extract_added_layers(&builder, &c, &options(), &built.reference, &dest).await.unwrap();
+    got.sort();
+    assert_eq!(got, [dest.join("app/data/train.csv"), dest.join("app/helpers.py"), dest.join("app/main.py")]);
+}

@@ -138,10 +138,29 @@ impl Builder {
         progress: ProgressFn,
         cancel: &CancellationToken,
     ) -> Result<BuildResult, ImageError> {
+        self.build_with_layers(plan, code, &[], config, options, progress, cancel).await
+    }
+
+    /// [`Builder::build`] with more layers of ciao's own (`%module`,
+    /// `%files`; see [`Layer::from_files`]) placed before the code layer.
+    ///
+    /// # Errors
+    /// As [`Builder::build`].
+    #[allow(clippy::too_many_arguments)]
+    pub async fn build_with_layers(
+        &self,
+        plan: &Plan,
+        code: &str,
+        extra: &[Layer],
+        config: &Config,
+        options: &BuildOptions,
+        progress: ProgressFn,
+        cancel: &CancellationToken,
+    ) -> Result<BuildResult, ImageError> {
         tokio::select! {
             biased;
             _ = cancel.cancelled() => Err(ImageError::Cancelled),
-            r = self.build_now(plan, code, config, options, progress) => r,
+            r = self.build_now(plan, code, extra, config, options, progress) => r,
         }
     }
 
@@ -149,6 +168,7 @@ impl Builder {
         &self,
         plan: &Plan,
         code: &str,
+        extra: &[Layer],
         config: &Config,
         options: &BuildOptions,
         progress: ProgressFn,
@@ -195,7 +215,9 @@ impl Builder {
         };
 
         let bundle = code_bundle(plan, code);
-        let layer = Layer::from_files(LayerKind::Code, &bundle.files, options.source_date_epoch.unwrap_or(0))?;
+        let code_layer = Layer::from_files(LayerKind::Code, &bundle.files, options.source_date_epoch.unwrap_or(0))?;
+        // Layers that change least go first: modules and files, then the code.
+        let layers: Vec<Layer> = extra.iter().cloned().chain(std::iter::once(code_layer)).collect();
         let d = &plan.framework;
         let edit = ConfigEdit {
             cmd: bundle.command.clone(),
@@ -229,7 +251,7 @@ impl Builder {
                 // The code layer does not depend on the base: it goes up while
                 // the base resolves, and the config goes up as soon as the base
                 // is known, without waiting for the code layer.
-                let code = publisher.push_layers(std::slice::from_ref(&layer), &report);
+                let code = publisher.push_layers(&layers, &report);
                 let mut code = std::pin::pin!(code);
                 let mut resolve = std::pin::pin!(resolve);
                 let mut code_done = None;
@@ -242,9 +264,9 @@ impl Builder {
                         }
                     }
                 };
-                let image = append(&base, std::slice::from_ref(&layer), &edit);
+                let image = append(&base, &layers, &edit);
                 let tag = tag.unwrap_or_else(|| image.default_tag());
-                let handled = std::collections::HashSet::from([layer.digest.clone()]);
+                let handled = layers.iter().map(|l| l.digest.clone()).collect();
                 let pending = async {
                     match code_done {
                         Some(()) => Ok(()),
@@ -263,7 +285,7 @@ impl Builder {
                     }
                     Err(e) => return Err(e),
                 };
-                let image = append(&base.to_oci(), &[layer], &edit);
+                let image = append(&base.to_oci(), &layers, &edit);
                 let tag = image.default_tag();
                 let p = LayoutPublisher { dir, name }.publish(&image, &tag, &context(&base, &base_session, &report)).await?;
                 (image, p)

@@ -20,8 +20,8 @@ pub enum ImageError {
 
     /// The registry cannot be reached at all (refused, DNS, proxy).
     #[error(
-        "cannot reach registry {registry}: {why}; check that the registry runs at that address (and HTTPS_PROXY/NO_PROXY \
-         if a proxy is in the way)"
+        "cannot reach registry {registry}: {why}; check that the registry runs at that address, HTTPS_PROXY/NO_PROXY if a \
+         proxy is in the way, or map it to a reachable mirror with `mirrors:` in the ciao config"
     )]
     Unreachable { registry: String, why: String },
 
