@@ -25,7 +25,7 @@ use super::layout::LayoutPublisher;
 use super::mutate::{BaseImage, ConfigEdit, append, rfc3339};
 use super::progress::{BlobAction, Counters, Progress, ProgressFn, Summary};
 use super::reference::{ImageRef, Platform};
-use super::registry::{KnownBlobs, RegistryPublisher};
+use super::registry::{Hints, KnownBlobs, RegistryPublisher};
 use super::target::{BlobSource, PublishContext, Publisher};
 
 /// Default connect/read timeout of registry requests.
@@ -245,35 +245,45 @@ impl Builder {
 
         let (image, published) = match dest {
             Dest::Registry { target, tag } => {
+                let image;
                 let session = self.session(&target.registry, config, options)?;
                 let pull_prefix = config.registry_settings(&target.registry).pull_prefix;
                 let publisher = RegistryPublisher::new(session, target.repository.clone(), pull_prefix, self.known.clone());
-                // The code layer does not depend on the base: it goes up while
-                // the base resolves, and the config goes up as soon as the base
-                // is known, without waiting for the code layer.
-                let code = publisher.push_layers(&layers, &report);
-                let mut code = std::pin::pin!(code);
-                let mut resolve = std::pin::pin!(resolve);
-                let mut code_done = None;
-                let base = loop {
-                    tokio::select! {
-                        r = &mut resolve => break r?,
-                        r = &mut code, if code_done.is_none() => {
-                            r?;
-                            code_done = Some(());
+                let ctx_for = |base: &BaseImage| context(base, &base_session, &report);
+                let p = if publisher.is_warm() {
+                    // The code layer does not depend on the base: it goes up
+                    // while the base tag is checked, and the config as soon as
+                    // the base is known.
+                    let code = publisher.push_layers(&layers, &report);
+                    let mut code = std::pin::pin!(code);
+                    let mut resolve = std::pin::pin!(resolve);
+                    let mut code_done = false;
+                    let base = loop {
+                        tokio::select! {
+                            r = &mut resolve => break r?,
+                            r = &mut code, if !code_done => {
+                                r?;
+                                code_done = true;
+                            }
                         }
-                    }
+                    };
+                    image = append(&base, &layers, &edit);
+                    let tag = tag.unwrap_or_else(|| image.default_tag());
+                    let hints = Hints { handled: layers.iter().map(|l| l.digest.clone()).collect(), ..Hints::default() };
+                    let pending = async { if code_done { Ok(()) } else { code.await } };
+                    publisher.publish_after(&image, &tag, &ctx_for(&base), &hints, pending).await?
+                } else {
+                    // A repository new to this session: which of ciao's layers
+                    // does it have? Asked while the base is fetched; a config
+                    // naming a layer it lacks is new too.
+                    let (base, present) = tokio::try_join!(resolve, publisher.check_layers(&layers, &report))?;
+                    image = append(&base, &layers, &edit);
+                    let tag = tag.unwrap_or_else(|| image.default_tag());
+                    let absent: std::collections::HashSet<String> =
+                        layers.iter().map(|l| l.digest.clone()).filter(|d| !present.contains(d)).collect();
+                    let hints = Hints { config_is_new: !absent.is_empty(), handled: present, absent };
+                    publisher.publish_after(&image, &tag, &ctx_for(&base), &hints, async { Ok(()) }).await?
                 };
-                let image = append(&base, &layers, &edit);
-                let tag = tag.unwrap_or_else(|| image.default_tag());
-                let handled = layers.iter().map(|l| l.digest.clone()).collect();
-                let pending = async {
-                    match code_done {
-                        Some(()) => Ok(()),
-                        None => code.await,
-                    }
-                };
-                let p = publisher.publish_after(&image, &tag, &context(&base, &base_session, &report), &handled, pending).await?;
                 (image, p)
             }
             Dest::Layout { dir, name } => {

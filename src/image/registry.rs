@@ -72,29 +72,60 @@ impl RegistryPublisher {
         format!("{}/{}", self.session.registry, self.repository)
     }
 
-    /// Puts ciao's own layers in place ahead of the rest: they do not depend
-    /// on the base, so this runs while the base is resolved (see
+    /// Whether this session has pushed to the repository before (it then
+    /// knows which blobs the repository has and asks no more).
+    pub fn is_warm(&self) -> bool {
+        self.known.get(&self.key()).is_some()
+    }
+
+    /// Checks (`HEAD`) which of ciao's own layers the repository already has;
+    /// runs while the base is resolved. Returns the digests present.
+    pub async fn check_layers(&self, layers: &[Layer], progress: &ProgressFn) -> Result<HashSet<String>, ImageError> {
+        let repo = self.repository.as_str();
+        let checks = layers.iter().map(|l| async move {
+            let present = self.session.blob_exists(repo, &l.digest).await?;
+            if present {
+                progress(&Progress::Blob { digest: l.digest.clone(), size: l.size(), action: BlobAction::Present });
+            }
+            Ok::<_, ImageError>((l.digest.clone(), present))
+        });
+        Ok(futures::future::try_join_all(checks).await?.into_iter().filter(|(_, p)| *p).map(|(d, _)| d).collect())
+    }
+
+    /// Uploads ciao's own layers the (warm) repository lacks; they do not
+    /// depend on the base, so this runs while the base tag is checked (see
     /// [`RegistryPublisher::publish_after`]).
     pub async fn push_layers(&self, layers: &[Layer], progress: &ProgressFn) -> Result<(), ImageError> {
-        let known = self.known.get(&self.key());
-        let cold = known.is_none();
+        let known = self.known.get(&self.key()).unwrap_or_default();
         let repo = self.repository.as_str();
         let uploads = layers.iter().map(|l| {
-            let present = known.as_ref().is_some_and(|k| k.contains(&l.digest));
+            let present = known.contains(&l.digest);
             async move {
-                let action = if present || (cold && self.session.blob_exists(repo, &l.digest).await?) {
+                let action = if present {
                     BlobAction::Present
                 } else {
                     self.session.upload(repo, &l.digest, &l.blob).await?;
                     BlobAction::Uploaded
                 };
                 progress(&Progress::Blob { digest: l.digest.clone(), size: l.size(), action });
-                Ok::<_, ImageError>(l.digest.clone())
+                Ok::<_, ImageError>(())
             }
         });
         futures::future::try_join_all(uploads).await?;
         Ok(())
     }
+}
+
+/// What a publish already knows about some blobs.
+#[derive(Debug, Clone, Default)]
+pub struct Hints {
+    /// Taken care of elsewhere (present, or uploaded by a pending future).
+    pub handled: HashSet<String>,
+    /// Known to be missing: uploaded without asking first.
+    pub absent: HashSet<String>,
+    /// The config is new (it names a layer the repository did not have):
+    /// uploaded without asking first.
+    pub config_is_new: bool,
 }
 
 #[async_trait]
@@ -104,12 +135,12 @@ impl Publisher for RegistryPublisher {
     }
 
     async fn publish(&self, image: &Image, tag: &str, ctx: &PublishContext) -> Result<Published, ImageError> {
-        self.publish_after(image, tag, ctx, &HashSet::new(), async { Ok(()) }).await
+        self.publish_after(image, tag, ctx, &Hints::default(), async { Ok(()) }).await
     }
 }
 
 impl RegistryPublisher {
-    /// [`Publisher::publish`] for an image whose blobs in `handled` are being
+    /// [`Publisher::publish`] with `hints`; the blobs in `hints.handled` are
     /// put in place by `pending` (e.g. [`RegistryPublisher::push_layers`]
     /// started earlier): the other blobs go meanwhile, the manifest after both.
     pub async fn publish_after(
@@ -117,7 +148,7 @@ impl RegistryPublisher {
         image: &Image,
         tag: &str,
         ctx: &PublishContext,
-        handled: &HashSet<String>,
+        hints: &Hints,
         pending: impl std::future::Future<Output = Result<(), ImageError>> + Send,
     ) -> Result<Published, ImageError> {
         let repo = self.repository.as_str();
@@ -132,14 +163,14 @@ impl RegistryPublisher {
         let mut jobs: Vec<(String, u64, Step, bool)> = Vec::new();
         for l in &image.layers {
             let d = &l.descriptor;
-            if (l.data.is_none() && d.is_foreign()) || handled.contains(&d.digest) {
+            if (l.data.is_none() && d.is_foreign()) || hints.handled.contains(&d.digest) {
                 continue;
             }
             let step = if known.contains(&d.digest) || (l.data.is_none() && same_repo) {
                 Step::Present
             } else {
                 match (&l.data, same_registry) {
-                    (Some(b), _) if warm => Step::Upload(b.clone()),
+                    (Some(b), _) if warm || hints.absent.contains(&d.digest) => Step::Upload(b.clone()),
                     (Some(b), _) => Step::CheckThenUpload(b.clone()),
                     (None, true) => Step::Mount,
                     (None, false) if base.is_some() => Step::CheckThenCopy,
@@ -151,7 +182,7 @@ impl RegistryPublisher {
         let cd = &image.config_descriptor;
         let config_step = if known.contains(&cd.digest) {
             Step::Present
-        } else if warm {
+        } else if warm || hints.config_is_new {
             Step::Upload(image.config.clone())
         } else {
             Step::CheckThenUpload(image.config.clone())
