@@ -26,6 +26,20 @@ pub enum Command {
     },
     /// Install the kernelspec where `jupyter kernelspec list` finds it.
     Install(InstallArgs),
+    /// Build and push the image of one cell (magics + code) without running
+    /// it; prints the image reference as the last line of stdout.
+    Build(BuildArgs),
+}
+
+/// `ciao build [--config FILE] CELL_FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct BuildArgs {
+    /// The ciao config file (default: CIAO_CONFIG, else ~/.ciao/config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// A file holding one cell: magic lines, then code.
+    #[arg(value_name = "CELL_FILE")]
+    pub cell: PathBuf,
 }
 
 /// Where and under which name the kernelspec goes.
@@ -64,6 +78,7 @@ impl Cli {
             Command::Install(args) => crate::kernel::install::install(&args).map(|dir| {
                 println!("Installed kernelspec {} in {}", args.name, dir.display());
             }),
+            Command::Build(args) => build(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
@@ -73,4 +88,46 @@ impl Cli {
             }
         }
     }
+}
+
+/// Phases 1 and 2 on one cell file: progress on stderr, the reference last on stdout.
+fn build(args: &BuildArgs) -> Result<(), Box<dyn std::error::Error>> {
+    use std::sync::Arc;
+
+    use crate::engine::{ConfigSource, Engine};
+    use crate::interpreter::params::Cell;
+
+    let code = std::fs::read_to_string(&args.cell)
+        .map_err(|e| format!("cannot read the cell file {}: {e}", args.cell.display()))?;
+    let source = args.config.clone().map_or(ConfigSource::Default, ConfigSource::File);
+    let engine = Engine::new(source);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let (config, cell, plan) = engine.plan(&code)?;
+        let (Cell::Job(job), Some(plan)) = (cell, plan) else {
+            return Err(crate::output::CellError::new(
+                "NotAJob",
+                format!("{} holds a job command or a module, not a job cell; `ciao build` builds job cells", args.cell.display()),
+            ));
+        };
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let on_interrupt = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                on_interrupt.cancel();
+            }
+        });
+        let progress: crate::image::ProgressFn = Arc::new(|p: &crate::image::Progress| {
+            if let Some(line) = p.line() {
+                eprintln!("{line}");
+            }
+        });
+        let built = engine.build_image(&config, &job, &plan, progress, &cancel).await?;
+        if built.pull_reference != built.reference {
+            eprintln!("ciao: jobs pull it as {}", built.pull_reference);
+        }
+        println!("{}", built.reference);
+        Ok(())
+    })?;
+    Ok(())
 }

@@ -5,12 +5,15 @@
 //! The kernel and the command line both drive an [`Engine`]; it owns what a
 //! session keeps between cells.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::frameworks::Frameworks;
-use crate::interpreter::params::{Cell, JobCell};
+use crate::image::{self, BuildOptions, BuildResult, Progress, ProgressFn};
+use crate::interpreter::params::{Cell, JobCell, JobParams};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
 use crate::output::{CellError, MimeBundle, Output, bundle};
@@ -29,11 +32,19 @@ pub enum ConfigSource {
 /// A ciao session: configuration, caches, and the phases.
 pub struct Engine {
     config_source: ConfigSource,
+    /// The image builder, kept across cells for its caches (registry
+    /// sessions, tokens, base manifests, blobs known to be pushed).
+    image: image::Builder,
 }
 
 impl Engine {
     pub fn new(config_source: ConfigSource) -> Self {
-        Engine { config_source }
+        Engine { config_source, image: image::Builder::new() }
+    }
+
+    /// The image builder of this session.
+    pub fn image_builder(&self) -> &image::Builder {
+        &self.image
     }
 
     /// The configuration, read now.
@@ -64,7 +75,7 @@ impl Engine {
     pub fn plan(&self, code: &str) -> Result<(Config, Cell, Option<Plan>), CellError> {
         let config = self.config()?;
         let frameworks = Self::frameworks(&config)?;
-        let cell = interpreter::parse(code, &frameworks, &Self::default_framework(&config))?;
+        let cell = parse_cell(code, &frameworks, &Self::default_framework(&config))?;
         let plan = match &cell {
             Cell::Job(job) => Some(Plan::resolve(&job.params, &config, &frameworks)?),
             _ => None,
@@ -95,17 +106,46 @@ impl Engine {
 
     async fn run_job(
         &self,
-        _config: &Config,
-        _job: &JobCell,
-        _plan: &Plan,
-        _out: &Output,
-        _cancel: &CancellationToken,
+        config: &Config,
+        job: &JobCell,
+        plan: &Plan,
+        out: &Output,
+        cancel: &CancellationToken,
     ) -> Result<Option<MimeBundle>, CellError> {
-        Err(CellError::new(
-            "NotAvailable",
-            "building the image (phase 2) is not available in this build yet; add %dryrun to see the cell's plan",
-        ))
+        let o = out.clone();
+        let progress: ProgressFn = Arc::new(move |p: &Progress| {
+            if let Some(line) = p.line() {
+                o.stderr(format!("{line}\n"));
+            }
+        });
+        let built = self.build_image(config, job, plan, progress, cancel).await?;
+        Ok(Some(bundle(format!("image: {}", built.reference), None)))
     }
+
+    /// Phase 2 for a job cell: builds and publishes its image.
+    ///
+    /// # Errors
+    /// The image builder's errors, as a cell error naming the fix.
+    pub async fn build_image(
+        &self,
+        config: &Config,
+        job: &JobCell,
+        plan: &Plan,
+        progress: ProgressFn,
+        cancel: &CancellationToken,
+    ) -> Result<BuildResult, CellError> {
+        let options = BuildOptions::from_env(&crate::config::ProcessEnv)?;
+        Ok(self.image.build(plan, &job.code, config, &options, progress, cancel).await?)
+    }
+}
+
+/// A cell without any magic line is plain code for a job with the default
+/// parameters; anything else goes to the interpreter.
+fn parse_cell(code: &str, frameworks: &Frameworks, default_framework: &str) -> Result<Cell, CellError> {
+    if !code.lines().any(|l| l.trim_start().starts_with('%')) {
+        return Ok(Cell::Job(Box::new(JobCell { params: JobParams::default(), code: code.to_string() })));
+    }
+    Ok(interpreter::parse(code, frameworks, default_framework)?)
 }
 
 #[async_trait]
