@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::frameworks::Frameworks;
 use crate::image::{self, BuildOptions, BuildResult, Progress, ProgressFn};
-use crate::interpreter::params::{Cell, JobCell, JobParams};
+use crate::interpreter::params::{Cell, JobCell};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
 use crate::output::{CellError, MimeBundle, Output, bundle};
@@ -75,7 +75,7 @@ impl Engine {
     pub fn plan(&self, code: &str) -> Result<(Config, Cell, Option<Plan>), CellError> {
         let config = self.config()?;
         let frameworks = Self::frameworks(&config)?;
-        let cell = parse_cell(code, &frameworks, &Self::default_framework(&config))?;
+        let cell = interpreter::parse(code, &frameworks, &Self::default_framework(&config))?;
         let plan = match &cell {
             Cell::Job(job) => Some(Plan::resolve(&job.params, &config, &frameworks)?),
             _ => None,
@@ -137,15 +137,6 @@ impl Engine {
         let options = BuildOptions::from_env(&crate::config::ProcessEnv)?;
         Ok(self.image.build(plan, &job.code, config, &options, progress, cancel).await?)
     }
-}
-
-/// A cell without any magic line is plain code for a job with the default
-/// parameters; anything else goes to the interpreter.
-fn parse_cell(code: &str, frameworks: &Frameworks, default_framework: &str) -> Result<Cell, CellError> {
-    if !code.lines().any(|l| l.trim_start().starts_with('%')) {
-        return Ok(Cell::Job(Box::new(JobCell { params: JobParams::default(), code: code.to_string() })));
-    }
-    Ok(interpreter::parse(code, frameworks, default_framework)?)
 }
 
 #[async_trait]
