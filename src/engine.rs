@@ -10,10 +10,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio_util::sync::CancellationToken;
 
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use crate::backend::kubernetes::KubernetesBackend;
+use crate::backend::local::LocalBackend;
+use crate::backend::{Backend, CodeFile, Shipment, Submission};
 use crate::config::Config;
 use crate::frameworks::Frameworks;
-use crate::image::{self, BuildOptions, BuildResult, Progress, ProgressFn};
-use crate::interpreter::params::{Cell, JobCell};
+use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind, Progress, ProgressFn};
+use crate::interpreter::params::{BackendKind, Cell, JobCell, JobCommand, Provider};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
 use crate::output::{CellError, MimeBundle, Output, bundle};
@@ -35,11 +41,36 @@ pub struct Engine {
     /// The image builder, kept across cells for its caches (registry
     /// sessions, tokens, base manifests, blobs known to be pushed).
     image: image::Builder,
+    /// This kernel session's id (a label on every job it submits).
+    session: String,
+    /// Modules kept with `%module=NAME`, shipped with every later job.
+    modules: Mutex<BTreeMap<String, String>>,
+    local: LocalBackend,
+    kubernetes: KubernetesBackend,
 }
 
 impl Engine {
     pub fn new(config_source: ConfigSource) -> Self {
-        Engine { config_source, image: image::Builder::new() }
+        Engine {
+            config_source,
+            image: image::Builder::new(),
+            session: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
+            modules: Mutex::new(BTreeMap::new()),
+            local: LocalBackend::new(),
+            kubernetes: KubernetesBackend::new(),
+        }
+    }
+
+    /// This session's id.
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    fn backend(&self, kind: BackendKind) -> &dyn Backend {
+        match kind {
+            BackendKind::Local => &self.local,
+            BackendKind::Kubernetes => &self.kubernetes,
+        }
     }
 
     /// The image builder of this session.
@@ -94,14 +125,44 @@ impl Engine {
                 }
                 self.run_job(&config, &job, &plan, out, cancel).await
             }
-            Cell::Command(interpreter::params::JobCommand::Help) => {
-                Ok(Some(interpreter::help_bundle(&Self::frameworks(&config)?)))
+            Cell::Command(JobCommand::Help) => Ok(Some(interpreter::help_bundle(&Self::frameworks(&config)?))),
+            Cell::Command(JobCommand::Modules) => Ok(Some(self.modules_bundle())),
+            Cell::Command(command) => {
+                let (_, _, plan) = self.plan("")?;
+                let plan = plan.expect("an empty cell is a job cell");
+                self.backend(plan.backend).command(&command, &config, plan.namespace.as_deref(), out, cancel).await
             }
-            Cell::Command(_) | Cell::Module { .. } => Err(CellError::new(
-                "NotAvailable",
-                "job commands and modules need the backend, which this build does not have yet",
-            )),
+            Cell::Module { name, code } => {
+                let replaced = self.modules.lock().expect("modules lock").insert(name.clone(), code).is_some();
+                let verb = if replaced { "updated" } else { "kept" };
+                out.stdout(format!("[ciao] module {name}.py {verb}: later jobs can `import {name}`\n"));
+                Ok(None)
+            }
         }
+    }
+
+    /// `%modules`: the modules kept so far.
+    fn modules_bundle(&self) -> MimeBundle {
+        let modules = self.modules.lock().expect("modules lock");
+        if modules.is_empty() {
+            return bundle("no modules yet: a cell with %module=NAME keeps its code as NAME.py for later jobs", None);
+        }
+        let mut text = String::from("modules shipped with every job:\n");
+        let mut html = String::from("<table><thead><tr><th>module</th><th>lines</th></tr></thead><tbody>");
+        for (name, code) in modules.iter() {
+            let lines = code.lines().count();
+            text.push_str(&format!("  {name}.py  {lines} lines\n"));
+            html.push_str(&format!("<tr><td>{name}.py</td><td>{lines}</td></tr>"));
+        }
+        html.push_str("</tbody></table>");
+        bundle(text, Some(html))
+    }
+
+    /// The `%module` files, at the code's directory so `import NAME` works.
+    fn module_files(&self, plan: &Plan) -> Vec<LayerFile> {
+        let dir = plan.framework.code.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let modules = self.modules.lock().expect("modules lock");
+        modules.iter().map(|(name, code)| LayerFile::file(format!("{dir}/{name}.py"), code.as_bytes().to_vec())).collect()
     }
 
     async fn run_job(
@@ -112,14 +173,41 @@ impl Engine {
         out: &Output,
         cancel: &CancellationToken,
     ) -> Result<Option<MimeBundle>, CellError> {
-        let o = out.clone();
-        let progress: ProgressFn = Arc::new(move |p: &Progress| {
-            if let Some(line) = p.line() {
-                o.stderr(format!("{line}\n"));
+        let (shipment, cell_digest) = match plan.provider {
+            Provider::ConfigMap => {
+                let mut files: Vec<CodeFile> = self
+                    .module_files(plan)
+                    .into_iter()
+                    .map(|f| CodeFile {
+                        key: f.path.rsplit('/').next().unwrap_or_default().to_string(),
+                        path: f.path,
+                        content: f.data.to_vec(),
+                    })
+                    .collect();
+                let main = &plan.framework.code;
+                files.push(CodeFile {
+                    key: main.rsplit('/').next().unwrap_or("main.py").to_string(),
+                    path: main.clone(),
+                    content: job.code.as_bytes().to_vec(),
+                });
+                let digest = image::sha256_digest(job.code.as_bytes());
+                (Shipment::ConfigMap { base_image: plan.base_image.clone(), files }, digest)
             }
-        });
-        let built = self.build_image(config, job, plan, progress, cancel).await?;
-        Ok(Some(bundle(format!("image: {}", built.reference), None)))
+            Provider::Image => {
+                let o = out.clone();
+                let progress: ProgressFn = Arc::new(move |p: &Progress| {
+                    if let Some(line) = p.line() {
+                        o.stderr(format!("{line}\n"));
+                    }
+                });
+                let built = self.build_image(config, job, plan, progress, cancel).await?;
+                out.stdout(format!("[ciao] image {}\n", built.reference));
+                let digest = built.cell_digest.clone();
+                (Shipment::Image(built), digest)
+            }
+        };
+        let submission = Submission { plan, config, shipment: &shipment, cell_digest: &cell_digest, session: &self.session };
+        self.backend(plan.backend).run(submission, out, cancel).await?.into_cell_result()
     }
 
     /// Phase 2 for a job cell: builds and publishes its image.
@@ -135,7 +223,15 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<BuildResult, CellError> {
         let options = BuildOptions::from_env(&crate::config::ProcessEnv)?;
-        Ok(self.image.build(plan, &job.code, config, &options, progress, cancel).await?)
+        let modules = self.module_files(plan);
+        let mut extra = Vec::new();
+        if !modules.is_empty() {
+            extra.push(
+                Layer::from_files(LayerKind::Module, &modules, options.source_date_epoch.unwrap_or(0))
+                    .map_err(CellError::from)?,
+            );
+        }
+        Ok(self.image.build_with_layers(plan, &job.code, &extra, config, &options, progress, cancel).await?)
     }
 }
 

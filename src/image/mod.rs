@@ -39,7 +39,7 @@ pub mod target;
 pub use builder::{BuildOptions, BuildResult, Builder};
 pub use error::ImageError;
 pub use extract::extract_added_layers;
-pub use layer::{CodeBundle, Layer, LayerFile, LayerKind, code_bundle};
+pub use layer::{CodeBundle, Layer, LayerFile, LayerKind, code_bundle, sha256_digest};
 pub use mutate::{Image, append};
 pub use progress::{Progress, ProgressFn};
 pub use target::{Published, Publisher};

@@ -1,0 +1,365 @@
+//! What a running job looks like in the cell: one live table (a
+//! `display_data` with a display id, updated in place) plus a `[ciao]` line
+//! on stdout for each change a console reader needs (creation, pending
+//! reasons, the final condition and the elapsed time).
+//!
+//! Both backends report through a [`StatusBoard`]; it decides what is a
+//! change and how it is drawn.
+
+use std::fmt::Write as _;
+use std::time::{Duration, Instant};
+
+use crate::output::{MimeBundle, Output, bundle};
+use crate::plan::escape;
+
+/// Minimum time between two table updates that are not forced.
+const MIN_UPDATE: Duration = Duration::from_millis(250);
+
+/// One replica's state as the table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaState {
+    /// `worker-0`, `ps-1`, …
+    pub name: String,
+    /// `Pending`, `Running`, `Succeeded`, `Failed`, `Deleted`.
+    pub phase: String,
+    /// Why it is in that phase (`ImagePullBackOff`, `Unschedulable`, `Error`).
+    pub reason: Option<String>,
+    pub message: Option<String>,
+    pub restarts: u32,
+}
+
+/// The job's final (or current) condition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condition {
+    /// `Created`, `Running`, `Succeeded`, `Failed`, `Detached`, `Deleted`.
+    pub state: String,
+    pub reason: Option<String>,
+    pub message: Option<String>,
+}
+
+/// The live view of one job.
+#[derive(Debug)]
+pub struct StatusBoard {
+    out: Output,
+    display_id: String,
+    kind: String,
+    name: String,
+    namespace: String,
+    expected: u32,
+    replicas: Vec<ReplicaState>,
+    condition: Condition,
+    started: Instant,
+    finished: Option<Duration>,
+    last_update: Option<Instant>,
+    dirty: bool,
+}
+
+impl StatusBoard {
+    /// Starts the view of a job that was just created with `expected` replicas.
+    pub fn new(out: Output, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
+        let display_id = format!("ciao-job-{}", uuid::Uuid::new_v4().simple());
+        out.stdout(format!(
+            "[ciao] {kind} {namespace}/{name} created: {expected} replica{} expected\n",
+            if expected == 1 { "" } else { "s" }
+        ));
+        let board = StatusBoard {
+            out,
+            display_id,
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: namespace.to_string(),
+            expected,
+            replicas: Vec::new(),
+            condition: Condition { state: "Created".into(), reason: None, message: None },
+            started: Instant::now(),
+            finished: None,
+            last_update: None,
+            dirty: false,
+        };
+        board.out.display(board.bundle(), Some(board.display_id.clone()));
+        board
+    }
+
+    /// The display id of the live table.
+    pub fn display_id(&self) -> &str {
+        &self.display_id
+    }
+
+    /// Elapsed time since creation (frozen once finished).
+    pub fn elapsed(&self) -> Duration {
+        self.finished.unwrap_or_else(|| self.started.elapsed())
+    }
+
+    /// Records a replica's state; a change of phase or reason prints a line.
+    pub fn replica(&mut self, state: ReplicaState) {
+        let changed = match self.replicas.iter_mut().find(|r| r.name == state.name) {
+            Some(r) if *r == state => false,
+            Some(r) => {
+                let line_worthy = r.phase != state.phase || r.reason != state.reason || r.restarts != state.restarts;
+                *r = state.clone();
+                if line_worthy {
+                    self.line_for(&state);
+                }
+                true
+            }
+            None => {
+                self.line_for(&state);
+                self.replicas.push(state);
+                self.replicas.sort_by(|a, b| replica_order(&a.name).cmp(&replica_order(&b.name)));
+                true
+            }
+        };
+        if changed {
+            self.dirty = true;
+            self.update(false);
+        }
+    }
+
+    fn line_for(&self, r: &ReplicaState) {
+        let mut line = format!("[ciao] {} {}", r.name, r.phase);
+        if let Some(reason) = &r.reason {
+            let _ = write!(line, ": {reason}");
+        }
+        if let Some(m) = &r.message
+            && r.phase != "Running"
+            && r.phase != "Succeeded"
+        {
+            let _ = write!(line, " ({})", one_line(m));
+        }
+        if r.restarts > 0 {
+            let _ = write!(line, ", restarts {}", r.restarts);
+        }
+        line.push('\n');
+        self.out.stdout(line);
+    }
+
+    /// Records the job's condition (e.g. `Running`) without finishing it.
+    pub fn condition(&mut self, condition: Condition) {
+        if self.condition != condition {
+            self.condition = condition;
+            self.dirty = true;
+            self.update(true);
+        }
+    }
+
+    /// Ends the view: prints the final condition and the elapsed time.
+    pub fn finish(&mut self, condition: Condition) {
+        self.finished = Some(self.started.elapsed());
+        let mut line = format!(
+            "[ciao] {} {}/{} {} after {}",
+            self.kind,
+            self.namespace,
+            self.name,
+            condition.state,
+            format_duration(self.elapsed())
+        );
+        if let Some(r) = &condition.reason {
+            let _ = write!(line, ": {r}");
+        }
+        if let Some(m) = &condition.message {
+            let _ = write!(line, " ({})", one_line(m));
+        }
+        line.push('\n');
+        self.out.stdout(line);
+        self.condition = condition;
+        self.dirty = true;
+        self.update(true);
+    }
+
+    /// Refreshes the elapsed time in the table (call about once a second).
+    pub fn tick(&mut self) {
+        self.dirty = true;
+        self.update(false);
+    }
+
+    fn update(&mut self, force: bool) {
+        let due = self.last_update.is_none_or(|t| t.elapsed() >= MIN_UPDATE);
+        if self.dirty && (force || due) {
+            self.out.update_display(self.bundle(), self.display_id.clone());
+            self.last_update = Some(Instant::now());
+            self.dirty = false;
+        }
+    }
+
+    /// Sends a pending update now.
+    pub fn flush(&mut self) {
+        self.update(true);
+    }
+
+    /// The table as text/plain and text/html.
+    pub fn bundle(&self) -> MimeBundle {
+        let title = format!(
+            "{} {}/{} · {} · {} · {} replica{}",
+            self.kind,
+            self.namespace,
+            self.name,
+            self.condition.state,
+            format_duration(self.elapsed()),
+            self.expected,
+            if self.expected == 1 { "" } else { "s" }
+        );
+        let mut text = format!("{title}\n");
+        let width = self.replicas.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
+        let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {}", "replica", "phase", "restarts", "reason");
+        for r in &self.replicas {
+            let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {}", r.name, r.phase, r.restarts, detail(r));
+        }
+        if let Some(reason) = &self.condition.reason {
+            let _ = write!(text, "  {}: {reason}", self.condition.state);
+            if let Some(m) = &self.condition.message {
+                let _ = write!(text, " ({})", one_line(m));
+            }
+            text.push('\n');
+        }
+
+        let colour = match self.condition.state.as_str() {
+            "Succeeded" => "#1a7f37",
+            "Failed" => "#cf222e",
+            "Running" => "#0969da",
+            _ => "#6e7781",
+        };
+        let mut html = format!(
+            "<div class=\"ciao-job\" data-state=\"{state}\"><div><b>{kind}</b> {ns}/{name} · \
+             <span class=\"ciao-job-state\" style=\"color:{colour};font-weight:bold\">{state}</span> · {elapsed}</div>\
+             <table><thead><tr><th>replica</th><th>phase</th><th>restarts</th><th>reason</th></tr></thead><tbody>",
+            state = escape(&self.condition.state),
+            kind = escape(&self.kind),
+            ns = escape(&self.namespace),
+            name = escape(&self.name),
+            elapsed = format_duration(self.elapsed()),
+        );
+        for r in &self.replicas {
+            let _ = write!(
+                html,
+                "<tr data-replica=\"{n}\"><td>{n}</td><td>{p}</td><td>{rs}</td><td>{d}</td></tr>",
+                n = escape(&r.name),
+                p = escape(&r.phase),
+                rs = r.restarts,
+                d = escape(&detail(r))
+            );
+        }
+        html.push_str("</tbody></table>");
+        if let Some(reason) = &self.condition.reason {
+            let _ = write!(html, "<div>{}: {}", escape(&self.condition.state), escape(reason));
+            if let Some(m) = &self.condition.message {
+                let _ = write!(html, " ({})", escape(&one_line(m)));
+            }
+            html.push_str("</div>");
+        }
+        html.push_str("</div>");
+        bundle(text, Some(html))
+    }
+}
+
+fn detail(r: &ReplicaState) -> String {
+    match (&r.reason, &r.message) {
+        (Some(reason), Some(m)) if r.phase == "Pending" || r.phase == "Failed" => format!("{reason}: {}", one_line(m)),
+        (Some(reason), _) => reason.clone(),
+        _ => String::new(),
+    }
+}
+
+/// Sorts `chief-0, master-0, launcher-0, ps-0, worker-0, worker-10` naturally.
+fn replica_order(name: &str) -> (String, u64) {
+    match name.rsplit_once('-') {
+        Some((role, n)) if n.bytes().all(|b| b.is_ascii_digit()) => (role.to_string(), n.parse().unwrap_or(0)),
+        _ => (name.to_string(), 0),
+    }
+}
+
+fn one_line(s: &str) -> String {
+    let s = s.split_whitespace().collect::<Vec<_>>().join(" ");
+    if s.chars().count() > 200 { format!("{}…", s.chars().take(200).collect::<String>()) } else { s }
+}
+
+/// `850ms`, `12.3s`, `4m05s`, `1h02m`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", d.as_secs_f64())
+    } else if ms < 3_600_000 {
+        format!("{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::{OutputEvent, Stream};
+
+    fn events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<OutputEvent>) -> Vec<OutputEvent> {
+        std::iter::from_fn(|| rx.try_recv().ok()).collect()
+    }
+
+    fn state(name: &str, phase: &str, reason: Option<&str>) -> ReplicaState {
+        ReplicaState { name: name.into(), phase: phase.into(), reason: reason.map(Into::into), message: None, restarts: 0 }
+    }
+
+    #[test]
+    fn creation_prints_a_line_and_opens_the_table() {
+        let (out, mut rx) = Output::channel();
+        let board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 3);
+        let ev = events(&mut rx);
+        assert_eq!(ev[0], OutputEvent::Text(Stream::Stdout, "[ciao] TFJob ns/tf-1 created: 3 replicas expected\n".into()));
+        match &ev[1] {
+            OutputEvent::Display { data, display_id } => {
+                assert_eq!(display_id.as_deref(), Some(board.display_id()));
+                assert!(data["text/plain"].as_str().unwrap().starts_with("TFJob ns/tf-1 · Created"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_changes_print_lines_and_the_final_update_is_forced() {
+        let (out, mut rx) = Output::channel();
+        let mut board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 2);
+        events(&mut rx);
+        board.replica(state("worker-0", "Pending", Some("ImagePullBackOff")));
+        board.replica(state("worker-0", "Pending", Some("ImagePullBackOff")));
+        board.replica(state("worker-0", "Running", None));
+        board.replica(state("ps-0", "Running", None));
+        board.finish(Condition { state: "Succeeded".into(), reason: Some("TFJobSucceeded".into()), message: None });
+        let ev = events(&mut rx);
+        let lines: Vec<_> = ev
+            .iter()
+            .filter_map(|e| match e {
+                OutputEvent::Text(_, t) => Some(t.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines[..3], [
+            "[ciao] worker-0 Pending: ImagePullBackOff\n",
+            "[ciao] worker-0 Running\n",
+            "[ciao] ps-0 Running\n"
+        ]);
+        assert!(lines[3].starts_with("[ciao] TFJob ns/tf-1 Succeeded after ") && lines[3].ends_with(": TFJobSucceeded\n"));
+        let last = ev.iter().rev().find_map(|e| match e {
+            OutputEvent::UpdateDisplay { data, .. } => Some(data.clone()),
+            _ => None,
+        });
+        let last = last.expect("an update");
+        let text = last["text/plain"].as_str().unwrap();
+        assert!(text.contains("Succeeded") && text.find("ps-0").unwrap() < text.find("worker-0").unwrap(), "{text}");
+        assert!(last["text/html"].as_str().unwrap().contains("data-state=\"Succeeded\""));
+    }
+
+    #[test]
+    fn durations_read_well() {
+        assert_eq!(format_duration(Duration::from_millis(850)), "850ms");
+        assert_eq!(format_duration(Duration::from_millis(12_340)), "12.3s");
+        assert_eq!(format_duration(Duration::from_secs(245)), "4m05s");
+        assert_eq!(format_duration(Duration::from_secs(3720)), "1h02m");
+    }
+
+    #[test]
+    fn replicas_sort_naturally() {
+        let mut v = vec!["worker-10", "worker-2", "ps-0", "chief-0"];
+        v.sort_by_key(|n| replica_order(n));
+        assert_eq!(v, ["chief-0", "ps-0", "worker-2", "worker-10"]);
+    }
+}
