@@ -131,3 +131,32 @@ def test_the_quickstart_runs_with_no_cluster_and_no_registry(tmp_path: pathlib.P
     check_tensorflow(r)
     assert f"[ciao] TFJob (local) {r.job_name()} created: 3 replicas expected" in r.lines
     assert leftovers(env) == []
+
+
+def in_cluster_config_text() -> str:
+    """The config.yaml inside examples/in-cluster/ciao-config.yaml (a ConfigMap)."""
+    lines = (EXAMPLES / "in-cluster" / "ciao-config.yaml").read_text().splitlines()
+    start = lines.index("  config.yaml: |") + 1
+    return "\n".join(line[4:] for line in lines[start:]) + "\n"
+
+
+@pytest.mark.parametrize("which", ["air-gapped", "in-cluster"])
+def test_the_example_configurations_are_valid_ciao_configs(tmp_path: pathlib.Path, which: str) -> None:
+    if which == "air-gapped":
+        config = EXAMPLES / "air-gapped" / "config.yaml"
+        expected = {"target": "registry.corp.internal:5000/ml-team/tensorflow:<content digest>", "backend": "local"}
+    else:
+        config = tmp_path / "config.yaml"
+        config.write_text(in_cluster_config_text())
+        expected = {
+            "target": "registry.registry-system.svc.cluster.local:5000/team-a/tensorflow:<content digest>",
+            "backend": "kubernetes",
+            "namespace": "team-a",
+        }
+    env = local_env(tmp_path, CIAO_CONFIG=str(config))
+    [r] = run_notebook(["%framework=tensorflow\n%worker=2\n%dryrun\n"], tmp_path, env)
+    assert r.status == "ok", r.error
+    text = r.displays[0]["data"]["text/plain"]
+    rows = {line.split(None, 1)[0]: line.split(None, 1)[1] for line in text.splitlines()[1:] if line.startswith("  ") and not line.startswith("    ") and len(line.split(None, 1)) == 2}
+    for key, value in expected.items():
+        assert rows[key] == value, text
