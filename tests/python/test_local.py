@@ -299,3 +299,13 @@ def test_the_configmap_provider_ships_files_too_and_refuses_more_than_a_configma
     assert "[ciao] image" not in ok.stdout, "no image is built for a ConfigMap"
     assert big.status == "error" and big.error["ename"] == "FilesError"
     assert "more than a ConfigMap holds (1048576 bytes)" in big.error["evalue"] and "%provider=image" in big.error["evalue"]
+
+
+def test_local_jobs_do_not_outlive_their_kernel(tmp_path: pathlib.Path, env: dict[str, str]) -> None:
+    k = Kernel(tmp_path, env)
+    marker = uuid.uuid4().hex
+    r = k.execute(DETACH_CELL.format(marker=marker, ticks=6000), until=lambda r: "tick 1" in r.replica("main-0"))
+    assert r.error["ename"] == "KeyboardInterrupt" and processes_with(marker)
+    k.kc.stop_channels()
+    k.km.shutdown_kernel(now=False)
+    assert wait_gone(marker) == [], "a kernel that shuts down takes its local jobs with it"

@@ -312,10 +312,12 @@ impl Ports {
 }
 
 /// The environment replicas start from: the kernel's (without ciao's own
-/// settings, which may hold credentials), the image's (descriptor `env`),
-/// then the cell's `%env`.
+/// settings, which may hold credentials) with `PYTHONUNBUFFERED=1`, the
+/// image's (descriptor `env`), then the cell's `%env`.
 fn base_env(plan: &Plan) -> BTreeMap<String, String> {
     let mut env: BTreeMap<String, String> = std::env::vars().filter(|(k, _)| !k.starts_with("CIAO_")).collect();
+    // Output is followed live, as a pod's log is; the image or the cell may say otherwise.
+    env.insert("PYTHONUNBUFFERED".into(), "1".into());
     for (k, v) in &plan.framework.env {
         env.insert(k.clone(), v.clone());
     }
