@@ -32,14 +32,21 @@ TF_CELL = """\
 %framework=tensorflow
 %ps=1
 %worker=2
-import json, os
+import json, os, socket, time
 config = json.loads(os.environ["TF_CONFIG"])
 print("task", json.dumps(config["task"], sort_keys=True))
 print("cluster", json.dumps(config["cluster"], sort_keys=True))
 print("environment", config["environment"])
+host, port = config["cluster"]["ps"][0].rsplit(":", 1)
 if config["task"]["type"] == "ps":
-    import time
+    server = socket.create_server(("", int(port)))
     time.sleep(600)  # parameter servers serve until the job is done
+for _ in range(400):  # workers finish once they reached the parameter server
+    try:
+        socket.create_connection((host, int(port))).close()
+        break
+    except OSError:
+        time.sleep(0.025)
 """
 
 

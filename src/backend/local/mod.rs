@@ -18,6 +18,9 @@ pub mod job;
 pub mod process;
 pub mod workspace;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
