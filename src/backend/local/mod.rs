@@ -136,8 +136,6 @@ impl LocalBackend {
             out.stdout(note);
         }
         let name = self.unique_name(&plan.name_prefix, sub.cell_digest);
-        let workspace = Workspace::create(sub.shipment, plan, sub.config, &self.images, &name).await?;
-
         let command: Vec<String> = match sub.shipment {
             // The launcher installs %packages in a container; here they go
             // into the job's virtual environment first, so it is left out.
@@ -155,7 +153,11 @@ impl LocalBackend {
         let pairs: Vec<(String, String)> = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let needs_python =
             !plan.packages.is_empty() || replicas.iter().any(|r| r.command.first().is_some_and(|c| is_python(c)));
-        let host = if needs_python { Some(self.python.find(&pairs).await?) } else { None };
+        // Unpacking the image and finding Python do not depend on each other.
+        let find = async { if needs_python { self.python.find(&pairs).await.map(Some) } else { Ok(None) } };
+        let (workspace, host) =
+            tokio::join!(Workspace::create(sub.shipment, plan, sub.config, &self.images, &name), find);
+        let (workspace, host) = (workspace?, host?);
 
         let kind = format!("{} (local)", plan.framework.job.kind);
         let job = Job::new(name, kind, &replicas, !plan.packages.is_empty());
