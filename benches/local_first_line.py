@@ -20,8 +20,8 @@ Goal: at most 100 ms from execute_request to the first line (warm). For
 comparison, the Kubeflow SDK 0.5.0 local-process backend takes a median 2.5 s
 from `train()` to the first line on this machine (a fresh virtualenv and
 ensurepip per job, then torchrun), runs one process whatever the node count,
-injects no rank variables, and prints followed lines twice (see the team's
-measurements in the shared notes).
+injects no rank variables, and prints followed lines twice (measured
+separately on the same machine; this script does not install the SDK).
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def main() -> None:
     print(f"cell -> first [worker-0] line, edited cell : {ms(edited)}")
     print(f"cell -> reply (job done), same cell        : {ms(same_done)}")
     print(f"cell -> reply (job done), edited cell      : {ms(edited_done)}")
-    print("Kubeflow SDK 0.5.0 local-process backend, train() -> first line: median 2.5 s (shared notes)")
+    print("Kubeflow SDK 0.5.0 local-process backend, train() -> first line: median 2.5 s (measured separately)")
 
 
 if __name__ == "__main__":
