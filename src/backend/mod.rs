@@ -75,11 +75,12 @@ impl JobReport {
     /// `KeyboardInterrupt` when the cell was interrupted.
     pub fn into_cell_result(self) -> Result<Option<MimeBundle>, CellError> {
         let JobReport { kind, namespace, name, outcome, tail } = self;
+        let qualified = qualified_name(&namespace, &name);
         match outcome {
             Outcome::Succeeded => Ok(None),
             Outcome::Failed { replica, reason, message } => {
                 let who = replica.map(|r| format!(" ({r} failed)")).unwrap_or_default();
-                let mut evalue = format!("{kind} {namespace}/{name} failed{who}: {reason}");
+                let mut evalue = format!("{kind} {qualified} failed{who}: {reason}");
                 if !message.is_empty() {
                     evalue.push_str(&format!(": {message}"));
                 }
@@ -87,14 +88,19 @@ impl JobReport {
             }
             Outcome::Detached => Err(CellError::new(
                 "KeyboardInterrupt",
-                format!("{kind} {namespace}/{name} keeps running (detached); follow it again with %attach {name}"),
+                format!("{kind} {qualified} keeps running (detached); follow it again with %attach {name}"),
             )),
             Outcome::Deleted => Err(CellError::new(
                 "KeyboardInterrupt",
-                format!("interrupted: {kind} {namespace}/{name} and its replicas were deleted"),
+                format!("interrupted: {kind} {qualified} and its replicas were deleted"),
             )),
         }
     }
+}
+
+/// `namespace/name`, or `name` alone when there is no namespace (local jobs).
+pub fn qualified_name(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() { name.to_string() } else { format!("{namespace}/{name}") }
 }
 
 /// Where jobs run: the Kubernetes API, or local processes.

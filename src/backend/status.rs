@@ -59,7 +59,8 @@ impl StatusBoard {
     pub fn new(out: Output, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
         let display_id = format!("ciao-job-{}", uuid::Uuid::new_v4().simple());
         out.stdout(format!(
-            "[ciao] {kind} {namespace}/{name} created: {expected} replica{} expected\n",
+            "[ciao] {kind} {} created: {expected} replica{} expected\n",
+            super::qualified_name(namespace, name),
             if expected == 1 { "" } else { "s" }
         ));
         let board = StatusBoard {
@@ -146,10 +147,9 @@ impl StatusBoard {
     pub fn finish(&mut self, condition: Condition) {
         self.finished = Some(self.started.elapsed());
         let mut line = format!(
-            "[ciao] {} {}/{} {} after {}",
+            "[ciao] {} {} {} after {}",
             self.kind,
-            self.namespace,
-            self.name,
+            super::qualified_name(&self.namespace, &self.name),
             condition.state,
             format_duration(self.elapsed())
         );
@@ -189,10 +189,9 @@ impl StatusBoard {
     /// The table as text/plain and text/html.
     pub fn bundle(&self) -> MimeBundle {
         let title = format!(
-            "{} {}/{} · {} · {} · {} replica{}",
+            "{} {} · {} · {} · {} replica{}",
             self.kind,
-            self.namespace,
-            self.name,
+            super::qualified_name(&self.namespace, &self.name),
             self.condition.state,
             format_duration(self.elapsed()),
             self.expected,
@@ -219,13 +218,12 @@ impl StatusBoard {
             _ => "#6e7781",
         };
         let mut html = format!(
-            "<div class=\"ciao-job\" data-state=\"{state}\"><div><b>{kind}</b> {ns}/{name} · \
+            "<div class=\"ciao-job\" data-state=\"{state}\"><div><b>{kind}</b> {name} · \
              <span class=\"ciao-job-state\" style=\"color:{colour};font-weight:bold\">{state}</span> · {elapsed}</div>\
              <table><thead><tr><th>replica</th><th>phase</th><th>restarts</th><th>reason</th></tr></thead><tbody>",
             state = escape(&self.condition.state),
             kind = escape(&self.kind),
-            ns = escape(&self.namespace),
-            name = escape(&self.name),
+            name = escape(&super::qualified_name(&self.namespace, &self.name)),
             elapsed = format_duration(self.elapsed()),
         );
         for r in &self.replicas {
