@@ -172,6 +172,7 @@ fn check(name: &str, out: &Outcome, expect: Expect, registry: &str) {
                 assert!(text.contains(p), "{name}: the error says {p:?}: {text}");
             }
             assert!(!text.contains(PASSWORD), "{name}: a secret in the message");
+            assert!(!text.contains(": ;"), "{name}: an empty registry message: {text}");
             assert!(out.tags.is_empty(), "{name}: a failed push left tags {:?}", out.tags);
         }
         (Expect::Pushed, Err(e)) => panic!("{name}: expected the push to complete after retries, got: {e}\nproxy saw {}", out.proxy.summary()),

@@ -158,7 +158,16 @@ pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response, 
         .map(Duration::from_secs);
     let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(String::from);
     let body = resp.text().await.unwrap_or_default();
-    Err(Failure::Status { code: status.as_u16(), message: registry_message(&body), retry_after, challenge })
+    Err(Failure::Status { code: status.as_u16(), message: status_message(status, &body), retry_after, challenge })
+}
+
+/// What an error answer says: its body's messages, else (a `HEAD`, an
+/// empty body) the status itself.
+fn status_message(status: reqwest::StatusCode, body: &str) -> String {
+    match registry_message(body) {
+        m if m.is_empty() => status.to_string(),
+        m => m,
+    }
 }
 
 /// Whether a transport error may go away on its own (not TLS, not DNS).
@@ -197,6 +206,13 @@ mod tests {
         assert_eq!(registry_message(body), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(registry_message("  plain text\n"), "plain text");
         assert!(registry_message(&"x".repeat(500)).ends_with('…'));
+    }
+
+    #[test]
+    fn an_answer_without_a_body_is_described_by_its_status() {
+        assert_eq!(status_message(reqwest::StatusCode::SERVICE_UNAVAILABLE, ""), "503 Service Unavailable");
+        assert_eq!(status_message(reqwest::StatusCode::INTERNAL_SERVER_ERROR, "  \n"), "500 Internal Server Error");
+        assert_eq!(status_message(reqwest::StatusCode::INTERNAL_SERVER_ERROR, "disk full"), "disk full");
     }
 
     #[test]
