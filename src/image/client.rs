@@ -3,12 +3,14 @@
 //! with bounded retries, one re-authentication on 401 and errors that name
 //! the problem.
 //!
-//! Pushes go through oci-client (blob uploads, mounts, existence checks,
-//! manifests); reads and the challenge/token flow use reqwest directly, as
-//! oci-client would probe `GET /v2/` before every request or store
-//! credentials it then keeps. The oci-client is never given credentials for
-//! an anonymous registry, and for an authenticated one it is seeded with the
-//! tokens ciao fetched, so it never probes either.
+//! Reads, existence checks, mounts, whole-blob uploads, manifest writes and
+//! the challenge/token flow use reqwest directly, so every answer's status,
+//! `Retry-After` and challenge are seen (oci-client keeps only the status,
+//! and would probe `GET /v2/` before every request or store credentials it
+//! then keeps). Streamed copies and chunked uploads go through oci-client,
+//! which is never given credentials for an anonymous registry and, for an
+//! authenticated one, is seeded with the tokens ciao fetched, so it never
+//! probes either.
 
 use std::future::Future;
 use std::io;
