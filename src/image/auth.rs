@@ -232,13 +232,25 @@ fn docker_file(file: &Path, registry: &str, label: &str) -> Result<Credential, S
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(format!("{label}: no such file")),
         Err(e) => return Err(format!("{label}: unreadable ({e})")),
     };
+    credential_from_docker_config(&text, registry, label)
+}
+
+/// The credential a docker config document (`config.json` or a
+/// `.dockerconfigjson`) gives for `registry`, or why there is none;
+/// `label` names the file in messages. A credential helper the document
+/// names is run (`docker-credential-<name> get`).
+///
+/// # Errors
+/// Why the document gives no credential: no entry, invalid JSON, a helper
+/// that failed or could not be run. Never a secret.
+pub fn credential_from_docker_config(text: &[u8], registry: &str, label: &str) -> Result<Credential, String> {
     let mut servers = vec![registry.to_string()];
     if registry == DOCKER_HUB {
         servers.push("https://index.docker.io/v1/".into());
     }
     let mut last = String::new();
     for server in &servers {
-        match docker_credential::get_credential_from_reader(text.as_slice(), server) {
+        match docker_credential::get_credential_from_reader(text, server) {
             Ok(docker_credential::DockerCredential::UsernamePassword(u, p)) => {
                 return Ok(Credential {
                     kind: CredentialKind::Basic { username: u, password: Secret::new(p) },

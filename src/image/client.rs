@@ -3,12 +3,14 @@
 //! with bounded retries, one re-authentication on 401 and errors that name
 //! the problem.
 //!
-//! Pushes go through oci-client (blob uploads, mounts, existence checks,
-//! manifests); reads and the challenge/token flow use reqwest directly, as
-//! oci-client would probe `GET /v2/` before every request or store
-//! credentials it then keeps. The oci-client is never given credentials for
-//! an anonymous registry, and for an authenticated one it is seeded with the
-//! tokens ciao fetched, so it never probes either.
+//! Reads, existence checks, mounts, whole-blob uploads, manifest writes and
+//! the challenge/token flow use reqwest directly, so every answer's status,
+//! `Retry-After` and challenge are seen (oci-client keeps only the status,
+//! and would probe `GET /v2/` before every request or store credentials it
+//! then keeps). Streamed copies and chunked uploads go through oci-client,
+//! which is never given credentials for an anonymous registry and, for an
+//! authenticated one, is seeded with the tokens ciao fetched, so it never
+//! probes either.
 
 use std::future::Future;
 use std::io;
@@ -22,7 +24,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Reference, RegistryOperation};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE};
 use tokio::sync::Mutex;
 
 use super::auth::{self, Challenge, Credential, CredentialKind, Keychain, Lookup, Scope, TokenFailure};
@@ -39,6 +41,8 @@ pub const USER_AGENT: &str = concat!("ciao/", env!("CARGO_PKG_VERSION"));
 const ATTEMPTS: u32 = 3;
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+/// The shortest wait after a 429 that came without a readable `Retry-After`.
+const MIN_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
 /// Upload chunk sizes tried, in order, when a proxy refuses a whole blob (413).
 const CHUNK_SIZES: [usize; 3] = [4 << 20, 1 << 20, 256 << 10];
 /// The largest config blob ciao reads into memory.
@@ -187,7 +191,13 @@ impl Session {
                 }
                 Err(f) if f.retryable() && attempt < ATTEMPTS => {
                     let backoff = Duration::from_millis(200 * 4u64.pow(attempt - 1));
-                    let wait = f.retry_after().map_or(backoff, |r| r.min(MAX_RETRY_AFTER));
+                    let wait = match (f.retry_after(), f.status()) {
+                        (Some(r), _) => r.min(MAX_RETRY_AFTER),
+                        // A 429 whose Retry-After could not be read (streamed
+                        // and chunked uploads go through oci-client): a longer pause.
+                        (None, Some(429)) => backoff.max(MIN_RATE_LIMIT_WAIT),
+                        (None, _) => backoff,
+                    };
                     tracing::debug!(registry = %self.registry, what, attempt, ?wait, "retrying after {f:?}");
                     tokio::time::sleep(wait).await;
                     attempt += 1;
@@ -551,13 +561,17 @@ impl Session {
 
     /// Whether the repository has the blob (`HEAD`).
     pub async fn blob_exists(&self, repository: &str, digest: &str) -> Result<bool, ImageError> {
-        let r = self.oci_ref(repository, "latest");
+        let url = format!("{}/v2/{repository}/blobs/{digest}", self.base_url);
         let what = format!("checking for the blob {digest} in {repository}");
-        self.run(&[Scope::push(repository)], &what, |_| {
-            let r = r.clone();
+        self.run(&[Scope::push(repository)], &what, |auth| {
+            let url = url.clone();
             async move {
                 self.counters.request(1);
-                self.oci().await.map_err(Failure::Explained)?.blob_exists(&r, digest).await.map_err(Failure::from)
+                let resp = with_auth(self.http.head(&url), auth).send().await.map_err(Failure::Transport)?;
+                if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                    return Ok(false);
+                }
+                check(resp).await.map(|_| true)
             }
         })
         .await
@@ -565,19 +579,20 @@ impl Session {
 
     /// Mounts a blob from another repository of this registry.
     pub async fn mount(&self, repository: &str, from: &str, digest: &str) -> Result<Mount, ImageError> {
-        let target = self.oci_ref(repository, "latest");
-        let source = self.oci_ref(from, "latest");
         let what = format!("mounting {digest} from {from} into {repository}");
-        self.run(&[Scope::push(repository), Scope::pull(from)], &what, |_| {
-            let (target, source) = (target.clone(), source.clone());
+        let url = url::Url::parse_with_params(&format!("{}/v2/{repository}/blobs/uploads/", self.base_url), &[("mount", digest), ("from", from)])
+            .map_err(|e| ImageError::Transfer { registry: self.registry.clone(), what: what.clone(), why: e.to_string() })?;
+        self.run(&[Scope::push(repository), Scope::pull(from)], &what, |auth| {
+            let url = url.clone();
             async move {
                 self.counters.request(1);
-                match self.oci().await.map_err(Failure::Explained)?.mount_blob(&target, &source, digest).await {
-                    Ok(()) => Ok(Mount::Mounted),
-                    // Distribution answers 202 with an upload session when it
-                    // will not mount; oci-client reports that as a violation.
-                    Err(OciDistributionError::SpecViolationError(s)) if s.contains("202") => Ok(Mount::Refused),
-                    Err(e) => Err(Failure::from(e)),
+                let resp = with_auth(self.http.post(url), auth).header(CONTENT_LENGTH, "0").send().await.map_err(Failure::Transport)?;
+                // Distribution answers 202 with an upload session when it
+                // will not mount (unknown blob, no access to the source); the
+                // session is left to expire.
+                match check(resp).await?.status() {
+                    reqwest::StatusCode::CREATED => Ok(Mount::Mounted),
+                    _ => Ok(Mount::Refused),
                 }
             }
         })
@@ -590,11 +605,11 @@ impl Session {
         let r = self.oci_ref(repository, "latest");
         let what = format!("uploading the blob {digest} to {repository}");
         let size = data.len() as u64;
-        self.run(&[Scope::push(repository)], &what, |_| {
+        self.run(&[Scope::push(repository)], &what, |auth| {
             let (r, data) = (r.clone(), data.clone());
             async move {
                 self.counters.request(2);
-                match self.oci().await.map_err(Failure::Explained)?.push_blob(&r, data.clone(), digest).await.map_err(Failure::from) {
+                match self.upload_whole(repository, digest, &data, auth).await {
                     Ok(_) => {
                         self.counters.sent(size);
                         Ok(())
@@ -608,6 +623,30 @@ impl Session {
             }
         })
         .await
+    }
+
+    /// `POST` an upload session, then `PUT` the whole blob to it.
+    async fn upload_whole(&self, repository: &str, digest: &str, data: &Bytes, auth: Option<String>) -> Result<(), Failure> {
+        let url = format!("{}/v2/{repository}/blobs/uploads/", self.base_url);
+        let started = with_auth(self.http.post(&url), auth.clone()).header(CONTENT_LENGTH, "0").send().await.map_err(Failure::Transport)?;
+        let mut location = self.location(&check(started).await?)?;
+        location.query_pairs_mut().append_pair("digest", digest);
+        let put = with_auth(self.http.put(location), auth)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(CONTENT_LENGTH, data.len())
+            .body(data.clone());
+        check(put.send().await.map_err(Failure::Transport)?).await.map(|_| ())
+    }
+
+    /// The `Location` of an answer, absolute.
+    fn location(&self, resp: &reqwest::Response) -> Result<url::Url, Failure> {
+        let value = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Failure::Protocol("the registry started an upload without saying where to send it (no Location header)".into()))?;
+        let base = url::Url::parse(&self.base_url).map_err(|e| Failure::Protocol(e.to_string()))?;
+        base.join(value).map_err(|e| Failure::Protocol(format!("the upload Location {value:?} is not a URL: {e}")))
     }
 
     /// Streams a blob from `source` (another repository, maybe of another
@@ -686,21 +725,29 @@ impl Session {
 
     /// Writes the manifest under `reference` (a tag or its digest).
     pub async fn put_manifest(&self, repository: &str, reference: &str, body: &Bytes, media_type: &str) -> Result<(), ImageError> {
-        let r = self.oci_ref(repository, reference);
+        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url);
         let what = format!("writing the manifest {repository}:{reference}");
         let content_type = HeaderValue::from_str(media_type).map_err(|e| ImageError::Transfer {
             registry: self.registry.clone(),
             what: what.clone(),
             why: e.to_string(),
         })?;
-        self.run(&[Scope::push(repository)], &what, |_| {
-            let (r, body, ct) = (r.clone(), body.clone(), content_type.clone());
+        self.run(&[Scope::push(repository)], &what, |auth| {
+            let (url, body, ct) = (url.clone(), body.clone(), content_type.clone());
             async move {
                 self.counters.request(1);
-                self.oci().await.map_err(Failure::Explained)?.push_manifest_raw(&r, body, ct).await.map(|_| ()).map_err(Failure::from)
+                let put = with_auth(self.http.put(&url), auth).header(CONTENT_TYPE, ct).body(body);
+                check(put.send().await.map_err(Failure::Transport)?).await.map(|_| ())
             }
         })
         .await
     }
 }
 
+/// `request` with the `Authorization` header, if there is one.
+fn with_auth(request: reqwest::RequestBuilder, auth: Option<String>) -> reqwest::RequestBuilder {
+    match auth {
+        Some(a) => request.header(AUTHORIZATION, a),
+        None => request,
+    }
+}

@@ -76,11 +76,14 @@ pub enum ImageError {
     BadBase { reference: String, why: String },
 
     /// Any other registry answer that is not a success.
-    #[error("registry {registry} answered {status} while {what}: {message}")]
+    #[error("registry {registry} answered {status} while {what}: {message}; {}", status_fix(*status, registry))]
     Registry { registry: String, what: String, status: u16, message: String },
 
     /// A transfer that broke off or a registry that does not follow the protocol.
-    #[error("transfer with registry {registry} failed while {what}: {why}")]
+    #[error(
+        "transfer with registry {registry} failed while {what}: {why}; run the cell again, and if it keeps failing check \
+         the registry and whatever is between it and ciao (proxies, load balancers)"
+    )]
     Transfer { registry: String, what: String, why: String },
 
     /// Content that does not match its digest.
@@ -115,6 +118,23 @@ pub enum ImageError {
     /// The cell was interrupted; no tag was written.
     #[error("interrupted; nothing was tagged (blobs already uploaded are reused by the next build)")]
     Cancelled,
+}
+
+/// What to do about an error status from `registry`.
+fn status_fix(status: u16, registry: &str) -> String {
+    match status {
+        429 => format!(
+            "the registry is limiting requests and still was after ciao waited and retried: run the cell again in a \
+             minute, or log in (registries.\"{registry}\" in the ciao config) if the registry grants higher limits to accounts"
+        ),
+        500..=599 => "the registry failed on its side and still did after ciao retried with backoff: run the cell again \
+             later, and if it keeps failing check the registry's logs and storage"
+            .into(),
+        413 => "a proxy in front of the registry refuses bodies this large even in chunks: raise its limit (nginx: \
+             client_max_body_size)"
+            .into(),
+        _ => "check the image name (%image=, CIAO_REGISTRY) and that the registry implements the OCI distribution API".into(),
+    }
 }
 
 impl ImageError {
@@ -162,6 +182,19 @@ mod tests {
         assert_eq!(c.ename, "RegistryError");
         assert!(c.evalue.contains("robot$ciao") && c.evalue.contains("/h/.docker/config.json"), "{}", c.evalue);
         assert!(c.evalue.contains("docker login r.example:5000"), "{}", c.evalue);
+    }
+
+    #[test]
+    fn error_statuses_name_what_to_do() {
+        let e = |status| ImageError::Registry { registry: "r:5000".into(), what: "writing the manifest a:b".into(), status, message: "x".into() };
+        let text = e(503).to_string();
+        assert!(text.contains("r:5000") && text.contains("writing the manifest") && text.contains("run the cell again later"), "{text}");
+        let text = e(429).to_string();
+        assert!(text.contains("limiting requests") && text.contains("registries.\"r:5000\""), "{text}");
+        assert!(e(413).to_string().contains("client_max_body_size"));
+        assert!(e(400).to_string().contains("OCI distribution API"));
+        let t = ImageError::Transfer { registry: "r:5000".into(), what: "uploading".into(), why: "reset".into() }.to_string();
+        assert!(t.contains("run the cell again"), "{t}");
     }
 
     #[test]

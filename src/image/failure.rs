@@ -158,14 +158,42 @@ pub(crate) async fn check(resp: reqwest::Response) -> Result<reqwest::Response, 
         .map(Duration::from_secs);
     let challenge = resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).map(String::from);
     let body = resp.text().await.unwrap_or_default();
-    Err(Failure::Status { code: status.as_u16(), message: registry_message(&body), retry_after, challenge })
+    Err(Failure::Status { code: status.as_u16(), message: status_message(status, &body), retry_after, challenge })
+}
+
+/// What an error answer says: its body's messages, else (a `HEAD`, an
+/// empty body) the status itself.
+fn status_message(status: reqwest::StatusCode, body: &str) -> String {
+    match registry_message(body) {
+        m if m.is_empty() => status.to_string(),
+        m => m,
+    }
 }
 
 /// Whether a transport error may go away on its own (not TLS, not DNS).
+/// A body that broke off while being read counts, also when reqwest reports
+/// it as a decoding error (`Response::bytes` does).
 pub(crate) fn transport_retryable(e: &reqwest::Error) -> bool {
     let text = chain(e);
     let permanent = is_tls_text(&text) || text.contains("dns error") || text.contains("does not match") || text.contains("is longer than");
-    !permanent && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body())
+    !permanent && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body() || broke_off(e))
+}
+
+/// A decoding error caused by a body that could not be read to its end.
+fn broke_off(e: &reqwest::Error) -> bool {
+    let mut cur = std::error::Error::source(e);
+    while let Some(s) = cur {
+        if let Some(inner) = s.downcast_ref::<reqwest::Error>()
+            && (inner.is_body() || inner.is_timeout())
+        {
+            return true;
+        }
+        if s.downcast_ref::<std::io::Error>().is_some() {
+            return true;
+        }
+        cur = s.source();
+    }
+    false
 }
 
 #[cfg(test)]
@@ -178,6 +206,13 @@ mod tests {
         assert_eq!(registry_message(body), "MANIFEST_UNKNOWN: manifest unknown");
         assert_eq!(registry_message("  plain text\n"), "plain text");
         assert!(registry_message(&"x".repeat(500)).ends_with('…'));
+    }
+
+    #[test]
+    fn an_answer_without_a_body_is_described_by_its_status() {
+        assert_eq!(status_message(reqwest::StatusCode::SERVICE_UNAVAILABLE, ""), "503 Service Unavailable");
+        assert_eq!(status_message(reqwest::StatusCode::INTERNAL_SERVER_ERROR, "  \n"), "500 Internal Server Error");
+        assert_eq!(status_message(reqwest::StatusCode::INTERNAL_SERVER_ERROR, "disk full"), "disk full");
     }
 
     #[test]
@@ -207,6 +242,24 @@ mod tests {
         assert_eq!(f.status(), Some(413));
         let f = Failure::from(OciDistributionError::UnauthorizedError { url: "u".into() });
         assert_eq!(f.status(), Some(401));
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_off_is_retryable_even_as_a_decoding_error() {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b").await;
+        });
+        let resp = reqwest::get(format!("http://{addr}/blob")).await.unwrap();
+        let e = resp.bytes().await.unwrap_err();
+        assert!(e.is_decode() || e.is_body(), "{e:?}");
+        assert!(transport_retryable(&e), "{}", chain(&e));
+        assert!(Failure::Transport(e).retryable());
     }
 
     #[test]

@@ -244,6 +244,8 @@ pub async fn start(info: &ConnectionInfo) -> Result<(Inbound, Outbound, Transpor
     let hb = bind(RepSocket::new(), "heartbeat", info, info.hb_port, &private, &mut guards, &mut public_files).await?;
 
     let signer = info.signer();
+    // One memory of accepted signatures for both request channels.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(wire::Replays::default()));
     let (shell_in, control_in, inbound, outbound, queues) = queues();
     let (shell_send, shell_recv) = shell.split();
     let (control_send, control_recv) = control.split();
@@ -253,8 +255,8 @@ pub async fn start(info: &ConnectionInfo) -> Result<(Inbound, Outbound, Transpor
         tokio::spawn(iopub_writer(iopub, signer.clone(), queues.iopub)),
     ];
     let mut others = vec![
-        tokio::spawn(router_reader("shell", shell_recv, signer.clone(), shell_in)),
-        tokio::spawn(router_reader("control", control_recv, signer.clone(), control_in)),
+        tokio::spawn(router_reader("shell", shell_recv, signer.clone(), seen.clone(), shell_in)),
+        tokio::spawn(router_reader("control", control_recv, signer.clone(), seen, control_in)),
         tokio::spawn(stdin_reader(stdin)),
         tokio::spawn(heartbeat(hb)),
     ];
@@ -295,7 +297,13 @@ async fn back_off(channel: &str, e: &zeromq::ZmqError) {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
-async fn router_reader(channel: &'static str, mut socket: impl SocketRecv, signer: Signer, tx: mpsc::Sender<Message>) {
+async fn router_reader(
+    channel: &'static str,
+    mut socket: impl SocketRecv,
+    signer: Signer,
+    seen: std::sync::Arc<std::sync::Mutex<wire::Replays>>,
+    tx: mpsc::Sender<Message>,
+) {
     loop {
         let frames = match socket.recv().await {
             Ok(m) => m.into_vec(),
@@ -304,7 +312,7 @@ async fn router_reader(channel: &'static str, mut socket: impl SocketRecv, signe
                 continue;
             }
         };
-        match wire::decode(frames, &signer) {
+        match wire::decode_once(frames, &signer, &seen) {
             Ok(msg) => {
                 if tx.send(msg).await.is_err() {
                     return;

@@ -7,6 +7,11 @@
 //! The signature is the hex HMAC-SHA256 of the four JSON frames under the
 //! connection file's key. With a non-empty key every incoming message is
 //! verified in constant time; an empty key means messages are unsigned.
+//! A signed message is accepted once: [`Replays`] remembers the signatures
+//! seen, so a captured request cannot be sent again (jupyter_client's
+//! `Session` refuses duplicate signatures the same way).
+
+use std::collections::{HashSet, VecDeque};
 
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
@@ -39,6 +44,8 @@ pub enum WireError {
     NotAnObject(&'static str),
     #[error("the header lacks a string msg_id or msg_type: {0}")]
     Header(#[source] serde_json::Error),
+    #[error("the message {0} was replayed: its signature was seen before")]
+    Replayed(String),
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -108,6 +115,54 @@ fn parse_object(frame: &'static str, bytes: &[u8]) -> Result<Map<String, Value>,
 /// # Errors
 /// Any [`WireError`]; the caller logs and drops the message.
 pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<Message, WireError> {
+    decode_signed(frames, signer).map(|(msg, _)| msg)
+}
+
+/// [`decode`], refusing a signed message whose signature `seen` already holds.
+///
+/// # Errors
+/// Any [`WireError`], [`WireError::Replayed`] for a message accepted before.
+pub fn decode_once(frames: Vec<Bytes>, signer: &Signer, seen: &std::sync::Mutex<Replays>) -> Result<Message, WireError> {
+    let (msg, signature) = decode_signed(frames, signer)?;
+    if signer.is_signed() {
+        // Hex is case-insensitive: remember the bytes, not the text.
+        let key: [u8; 32] = hex::decode(&signature).ok().and_then(|k| k.try_into().ok()).ok_or(WireError::BadSignature)?;
+        let mut seen = seen.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !seen.insert(key) {
+            return Err(WireError::Replayed(msg.header.msg_id));
+        }
+    }
+    Ok(msg)
+}
+
+/// The signatures of the last [`Replays::CAPACITY`] signed messages accepted.
+#[derive(Debug, Default)]
+pub struct Replays {
+    set: HashSet<[u8; 32]>,
+    order: VecDeque<[u8; 32]>,
+}
+
+impl Replays {
+    /// How many signatures are remembered (jupyter_client keeps 2^16 too).
+    pub const CAPACITY: usize = 1 << 16;
+
+    /// Remembers `signature`; false if it was already there.
+    pub fn insert(&mut self, signature: [u8; 32]) -> bool {
+        if self.set.contains(&signature) {
+            return false;
+        }
+        if self.order.len() == Self::CAPACITY
+            && let Some(old) = self.order.pop_front()
+        {
+            self.set.remove(&old);
+        }
+        self.set.insert(signature);
+        self.order.push_back(signature);
+        true
+    }
+}
+
+fn decode_signed(frames: Vec<Bytes>, signer: &Signer) -> Result<(Message, Bytes), WireError> {
     let total = frames.len();
     let at = frames.iter().position(|f| f.as_ref() == DELIMITER).ok_or(WireError::MissingDelimiter(total))?;
     let mut frames = frames;
@@ -129,7 +184,7 @@ pub fn decode(frames: Vec<Bytes>, signer: &Signer) -> Result<Message, WireError>
     let parent_header = parse_object("parent_header", &parent)?;
     let metadata = parse_object("metadata", &metadata)?;
     let content = Value::Object(parse_object("content", &content)?);
-    Ok(Message { identities, header, parent_header, metadata, content, buffers: rest.collect() })
+    Ok((Message { identities, header, parent_header, metadata, content, buffers: rest.collect() }, signature))
 }
 
 /// Message → frames, signed.
@@ -265,6 +320,61 @@ mod tests {
         let mut f = frame(hdr, b"{}");
         f[5] = deep;
         assert!(matches!(decode(f, &signer), Err(WireError::Json { frame: "content", .. })), "deep nesting is an error, not a stack overflow");
+    }
+
+    #[test]
+    fn a_signed_message_is_accepted_once_whatever_the_case_of_its_signature() {
+        let signer = Signer::new(b"secret-key");
+        let seen = std::sync::Mutex::new(Replays::default());
+        let frames = sample(&signer);
+        assert!(decode_once(frames.clone(), &signer, &seen).is_ok());
+        assert!(matches!(decode_once(frames.clone(), &signer, &seen), Err(WireError::Replayed(_))));
+        let mut upper = frames;
+        upper[3] = Bytes::from(upper[3].to_ascii_uppercase());
+        assert!(matches!(decode_once(upper, &signer, &seen), Err(WireError::Replayed(_))));
+        assert!(decode_once(sample(&signer), &signer, &seen).is_ok(), "another message (new msg_id) passes");
+    }
+
+    #[test]
+    fn unsigned_connections_keep_no_replay_memory() {
+        let signer = Signer::new(b"");
+        let seen = std::sync::Mutex::new(Replays::default());
+        let frames = sample(&signer);
+        assert!(decode_once(frames.clone(), &signer, &seen).is_ok());
+        assert!(decode_once(frames, &signer, &seen).is_ok());
+    }
+
+    #[test]
+    fn the_replay_memory_is_bounded_and_forgets_the_oldest() {
+        let mut r = Replays::default();
+        let sig = |i: usize| {
+            let mut s = [0u8; 32];
+            s[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            s
+        };
+        for i in 0..Replays::CAPACITY + 10 {
+            assert!(r.insert(sig(i)));
+        }
+        assert_eq!(r.set.len(), Replays::CAPACITY);
+        assert!(r.insert(sig(0)), "the oldest was forgotten");
+        assert!(!r.insert(sig(Replays::CAPACITY + 9)), "the newest is remembered");
+    }
+
+    #[test]
+    fn numbers_survive_decoding_and_encoding_unchanged() {
+        // Found by fuzzing: without exact float parsing 5.9e44 came back as
+        // 5.9000000000000004e44, so a reply's parent header differed from
+        // the request's header.
+        let signer = Signer::new(b"k");
+        let header: &[u8] = br#"{"msg_id":"1","msg_type":"kernel_info_request","x":5.9e+44,"y":0.1,"z":1e-300}"#;
+        let parts: [&[u8]; 4] = [header, b"{}", b"{}", br#"{"n":123456789.123456789}"#];
+        let mut frames = vec![Bytes::from_static(DELIMITER), Bytes::from(signer.sign(&parts))];
+        frames.extend(parts.iter().map(|p| Bytes::copy_from_slice(p)));
+        let once = decode(frames, &signer).unwrap();
+        let twice = decode(encode(&once, &signer), &signer).unwrap();
+        assert_eq!(once.header, twice.header);
+        assert_eq!(once.content, twice.content);
+        assert_eq!(once.header.extra["x"].as_f64(), Some(5.9e44));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod certs;
+pub mod faults;
 pub mod images;
 pub mod nginx;
 pub mod registry;
