@@ -3,14 +3,16 @@
 //! with bounded retries, one re-authentication on 401 and errors that name
 //! the problem.
 //!
-//! Reads, existence checks, mounts, whole-blob uploads, manifest writes and
-//! the challenge/token flow use reqwest directly, so every answer's status,
-//! `Retry-After` and challenge are seen (oci-client keeps only the status,
-//! and would probe `GET /v2/` before every request or store credentials it
-//! then keeps). Streamed copies and chunked uploads go through oci-client,
-//! which is never given credentials for an anonymous registry and, for an
-//! authenticated one, is seeded with the tokens ciao fetched, so it never
-//! probes either.
+//! Pushes — blob uploads (whole, streamed, chunked) and manifest writes — go
+//! through oci-client. Reads, existence checks, cross-repository mounts and
+//! the challenge/token flow use reqwest directly: oci-client would probe
+//! `GET /v2/` before every anonymous request, treats a refused mount (202) as
+//! an error, and keeps only the status of an error answer, while ciao needs
+//! `Retry-After` and the auth challenge. oci-client is never given
+//! credentials for an anonymous registry and, for an authenticated one, is
+//! seeded with the tokens ciao fetched, so it never probes either. A 429 from
+//! an oci-client request is retried after a longer pause, since its
+//! `Retry-After` cannot be read.
 
 use std::future::Future;
 use std::io;
@@ -24,7 +26,7 @@ use oci_client::errors::OciDistributionError;
 use oci_client::secrets::RegistryAuth;
 use oci_client::token_cache::{RegistryToken, RegistryTokenType};
 use oci_client::{Reference, RegistryOperation};
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, LOCATION, WWW_AUTHENTICATE};
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use tokio::sync::Mutex;
 
 use super::auth::{self, Challenge, Credential, CredentialKind, Keychain, Lookup, Scope, TokenFailure};
@@ -605,11 +607,11 @@ impl Session {
         let r = self.oci_ref(repository, "latest");
         let what = format!("uploading the blob {digest} to {repository}");
         let size = data.len() as u64;
-        self.run(&[Scope::push(repository)], &what, |auth| {
+        self.run(&[Scope::push(repository)], &what, |_| {
             let (r, data) = (r.clone(), data.clone());
             async move {
                 self.counters.request(2);
-                match self.upload_whole(repository, digest, &data, auth).await {
+                match self.oci().await.map_err(Failure::Explained)?.push_blob(&r, data.clone(), digest).await.map_err(Failure::from) {
                     Ok(_) => {
                         self.counters.sent(size);
                         Ok(())
@@ -625,29 +627,7 @@ impl Session {
         .await
     }
 
-    /// `POST` an upload session, then `PUT` the whole blob to it.
-    async fn upload_whole(&self, repository: &str, digest: &str, data: &Bytes, auth: Option<String>) -> Result<(), Failure> {
-        let url = format!("{}/v2/{repository}/blobs/uploads/", self.base_url);
-        let started = with_auth(self.http.post(&url), auth.clone()).header(CONTENT_LENGTH, "0").send().await.map_err(Failure::Transport)?;
-        let mut location = self.location(&check(started).await?)?;
-        location.query_pairs_mut().append_pair("digest", digest);
-        let put = with_auth(self.http.put(location), auth)
-            .header(CONTENT_TYPE, "application/octet-stream")
-            .header(CONTENT_LENGTH, data.len())
-            .body(data.clone());
-        check(put.send().await.map_err(Failure::Transport)?).await.map(|_| ())
-    }
 
-    /// The `Location` of an answer, absolute.
-    fn location(&self, resp: &reqwest::Response) -> Result<url::Url, Failure> {
-        let value = resp
-            .headers()
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Failure::Protocol("the registry started an upload without saying where to send it (no Location header)".into()))?;
-        let base = url::Url::parse(&self.base_url).map_err(|e| Failure::Protocol(e.to_string()))?;
-        base.join(value).map_err(|e| Failure::Protocol(format!("the upload Location {value:?} is not a URL: {e}")))
-    }
 
     /// Streams a blob from `source` (another repository, maybe of another
     /// registry) into `repository`, verifying its digest on the way.
@@ -725,19 +705,18 @@ impl Session {
 
     /// Writes the manifest under `reference` (a tag or its digest).
     pub async fn put_manifest(&self, repository: &str, reference: &str, body: &Bytes, media_type: &str) -> Result<(), ImageError> {
-        let url = format!("{}/v2/{repository}/manifests/{reference}", self.base_url);
+        let r = self.oci_ref(repository, reference);
         let what = format!("writing the manifest {repository}:{reference}");
         let content_type = HeaderValue::from_str(media_type).map_err(|e| ImageError::Transfer {
             registry: self.registry.clone(),
             what: what.clone(),
             why: e.to_string(),
         })?;
-        self.run(&[Scope::push(repository)], &what, |auth| {
-            let (url, body, ct) = (url.clone(), body.clone(), content_type.clone());
+        self.run(&[Scope::push(repository)], &what, |_| {
+            let (r, body, ct) = (r.clone(), body.clone(), content_type.clone());
             async move {
                 self.counters.request(1);
-                let put = with_auth(self.http.put(&url), auth).header(CONTENT_TYPE, ct).body(body);
-                check(put.send().await.map_err(Failure::Transport)?).await.map(|_| ())
+                self.oci().await.map_err(Failure::Explained)?.push_manifest_raw(&r, body, ct).await.map(|_| ()).map_err(Failure::from)
             }
         })
         .await
