@@ -15,7 +15,7 @@ use std::sync::Mutex;
 
 use crate::backend::kubernetes::KubernetesBackend;
 use crate::backend::local::LocalBackend;
-use crate::backend::{Backend, CodeFile, Shipment, Submission};
+use crate::backend::{Backend, CodeFile, JobReport, Shipment, Submission};
 use crate::config::Config;
 use crate::frameworks::Frameworks;
 use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind, Progress, ProgressFn};
@@ -173,6 +173,36 @@ impl Engine {
         out: &Output,
         cancel: &CancellationToken,
     ) -> Result<Option<MimeBundle>, CellError> {
+        self.run_job_report(config, job, plan, out, cancel, false).await?.into_cell_result()
+    }
+
+    /// Submits a job cell and returns as soon as the job exists
+    /// (`ciao run --detach`); the report's outcome is then `Detached`.
+    ///
+    /// # Errors
+    /// Not a job cell, or the phases' own errors.
+    pub async fn submit_cell(&self, code: &str, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError> {
+        let (config, cell, plan) = self.plan(code)?;
+        match (cell, plan) {
+            (Cell::Job(job), Some(plan)) if !job.params.dryrun => {
+                self.run_job_report(&config, &job, &plan, out, cancel, true).await
+            }
+            _ => Err(CellError::new(
+                "NotAJob",
+                "only a job cell can be submitted and left running; this cell is a command, a module or a %dryrun",
+            )),
+        }
+    }
+
+    async fn run_job_report(
+        &self,
+        config: &Config,
+        job: &JobCell,
+        plan: &Plan,
+        out: &Output,
+        cancel: &CancellationToken,
+        detach_after_submit: bool,
+    ) -> Result<JobReport, CellError> {
         let (shipment, cell_digest) = match plan.provider {
             Provider::ConfigMap => {
                 let mut files: Vec<CodeFile> = self
@@ -206,8 +236,15 @@ impl Engine {
                 (Shipment::Image(built), digest)
             }
         };
-        let submission = Submission { plan, config, shipment: &shipment, cell_digest: &cell_digest, session: &self.session };
-        self.backend(plan.backend).run(submission, out, cancel).await?.into_cell_result()
+        let submission = Submission {
+            plan,
+            config,
+            shipment: &shipment,
+            cell_digest: &cell_digest,
+            session: &self.session,
+            detach_after_submit,
+        };
+        self.backend(plan.backend).run(submission, out, cancel).await
     }
 
     /// Phase 2 for a job cell: builds and publishes its image.

@@ -42,6 +42,9 @@ pub struct Submission<'a> {
     pub cell_digest: &'a str,
     /// The kernel session id, so a session's jobs can be found again.
     pub session: &'a str,
+    /// Return as soon as the job exists (`ciao run --detach`), with
+    /// [`Outcome::Detached`], instead of following it.
+    pub detach_after_submit: bool,
 }
 
 /// How a job ended, as far as the cell is concerned.
