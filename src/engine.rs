@@ -231,7 +231,7 @@ impl Engine {
                     }
                 });
                 let built = self.build_image(config, job, plan, progress, cancel).await?;
-                out.stdout(format!("[ciao] image {}\n", built.reference));
+                out.stderr(format!("[ciao] image {}\n", built.reference));
                 let digest = built.cell_digest.clone();
                 (Shipment::Image(built), digest)
             }

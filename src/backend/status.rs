@@ -1,7 +1,8 @@
 //! What a running job looks like in the cell: one live table (a
 //! `display_data` with a display id, updated in place) plus a `[ciao]` line
-//! on stdout for each change a console reader needs (creation, pending
-//! reasons, the final condition and the elapsed time).
+//! on stderr for each change a console reader needs (creation, pending
+//! reasons, the final condition and the elapsed time). stdout carries only
+//! what the replicas print, so a program's output is the cell's stdout.
 //!
 //! Both backends report through a [`StatusBoard`]; it decides what is a
 //! change and how it is drawn.
@@ -58,7 +59,7 @@ impl StatusBoard {
     /// Starts the view of a job that was just created with `expected` replicas.
     pub fn new(out: Output, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
         let display_id = format!("ciao-job-{}", uuid::Uuid::new_v4().simple());
-        out.stdout(format!(
+        out.stderr(format!(
             "[ciao] {kind} {namespace}/{name} created: {expected} replica{} expected\n",
             if expected == 1 { "" } else { "s" }
         ));
@@ -130,7 +131,7 @@ impl StatusBoard {
             let _ = write!(line, ", restarts {}", r.restarts);
         }
         line.push('\n');
-        self.out.stdout(line);
+        self.out.stderr(line);
     }
 
     /// Records the job's condition (e.g. `Running`) without finishing it.
@@ -160,7 +161,7 @@ impl StatusBoard {
             let _ = write!(line, " ({})", one_line(m));
         }
         line.push('\n');
-        self.out.stdout(line);
+        self.out.stderr(line);
         self.condition = condition;
         self.dirty = true;
         self.update(true);
@@ -304,7 +305,7 @@ mod tests {
         let (out, mut rx) = Output::channel();
         let board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 3);
         let ev = events(&mut rx);
-        assert_eq!(ev[0], OutputEvent::Text(Stream::Stdout, "[ciao] TFJob ns/tf-1 created: 3 replicas expected\n".into()));
+        assert_eq!(ev[0], OutputEvent::Text(Stream::Stderr, "[ciao] TFJob ns/tf-1 created: 3 replicas expected\n".into()));
         match &ev[1] {
             OutputEvent::Display { data, display_id } => {
                 assert_eq!(display_id.as_deref(), Some(board.display_id()));

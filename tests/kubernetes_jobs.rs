@@ -1,0 +1,133 @@
+//! Submit and follow, end to end, for every job kind: cells run through the
+//! real engine against a real registry and the Kubernetes API stand-in
+//! (`fake-cluster`, a stand-in for tests — not a Kubernetes API server —
+//! whose simulated operators run each replica as a local process).
+
+mod kubeharness;
+mod support;
+
+use kubeharness::{Harness, run};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tfjob_streams_each_replicas_tf_config_task_under_its_prefix() {
+    let h = Harness::start().await;
+    let engine = h.engine();
+    let cell = "%framework=tensorflow\n%ps=1\n%worker=2\nimport json, os\ntask = json.loads(os.environ['TF_CONFIG'])['task']\nprint('task', task['type'], task['index'])\n";
+    let r = run(&engine, cell).await;
+    r.ok();
+    assert_eq!(r.replica("ps-0"), ["task ps 0"]);
+    assert_eq!(r.replica("worker-0"), ["task worker 0"]);
+    assert_eq!(r.replica("worker-1"), ["task worker 1"]);
+    let mut lines = r.screen();
+    lines.sort();
+    assert_eq!(lines, ["[ps-0] task ps 0", "[worker-0] task worker 0", "[worker-1] task worker 1"]);
+    let err = r.stderr();
+    let name = r.job_name();
+    assert!(err.contains(&format!("[ciao] TFJob default/{name} created: 3 replicas expected\n")), "{err}");
+    assert!(err.contains(&format!("[ciao] TFJob default/{name} Succeeded after ")), "{err}");
+    assert_eq!(h.names("tfjobs.kubeflow.org", "default"), [name]);
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pytorchjob_gives_each_replica_its_rank_and_the_world_size() {
+    let h = Harness::start().await;
+    let r = run(&h.engine(), "%framework=pytorch\n%master=1\n%worker=2\nimport os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n").await;
+    r.ok();
+    assert_eq!(r.replica("master-0"), ["rank 0 of 3"]);
+    assert_eq!(r.replica("worker-0"), ["rank 1 of 3"]);
+    assert_eq!(r.replica("worker-1"), ["rank 2 of 3"]);
+    assert!(r.stderr().contains("[ciao] PyTorchJob default/"), "{}", r.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn xgboost_paddle_and_jax_jobs_run_with_their_operators_environment() {
+    let h = Harness::start().await;
+    let engine = h.engine();
+    let r = run(&engine, "%framework=xgboost\n%master=1\n%worker=1\nimport os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n").await;
+    r.ok();
+    assert_eq!((r.replica("master-0"), r.replica("worker-0")), (vec!["rank 0 of 2".to_string()], vec!["rank 1 of 2".to_string()]));
+
+    let r = run(&engine, "%framework=paddle\n%worker=2\nimport os\nprint('nodes', os.environ['PADDLE_NNODES'], 'job', os.environ['PADDLE_JOB_ID'])\n").await;
+    r.ok();
+    let name = r.job_name();
+    assert_eq!(r.replica("worker-0"), [format!("nodes 2 job {name}")]);
+    assert_eq!(r.replica("worker-1"), [format!("nodes 2 job {name}")]);
+    assert!(r.stderr().contains(&format!("[ciao] PaddleJob default/{name} Succeeded")), "{}", r.stderr());
+
+    let r = run(&engine, "%framework=jax\n%worker=2\nimport os\nprint('process', os.environ['PROCESS_ID'], 'of', os.environ['NUM_PROCESSES'])\n").await;
+    r.ok();
+    assert_eq!((r.replica("worker-0"), r.replica("worker-1")), (vec!["process 0 of 2".to_string()], vec!["process 1 of 2".to_string()]));
+    assert!(r.stderr().contains("[ciao] JAXJob default/"), "{}", r.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trainjob_runs_one_pod_per_node_named_after_its_index() {
+    let h = Harness::start().await;
+    let r = run(&h.engine(), "%framework=trainjob\n%nodes=2\nimport os\nprint('node', os.environ['PET_NODE_RANK'], 'of', os.environ['PET_NNODES'])\n").await;
+    r.ok();
+    assert_eq!(r.replica("node-0"), ["node 0 of 2"]);
+    assert_eq!(r.replica("node-1"), ["node 1 of 2"]);
+    let name = r.job_name();
+    assert!(r.stderr().contains(&format!("[ciao] TrainJob default/{name} Succeeded")), "{}", r.stderr());
+    assert_eq!(h.names("trainjobs.trainer.kubeflow.org", "default"), [name]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_python_cell_runs_as_a_batch_job_named_main_0() {
+    let h = Harness::start().await;
+    let r = run(&h.engine(), "print('hello from a Job')\nprint('second line')\n").await;
+    r.ok();
+    assert_eq!(r.screen(), ["[main-0] hello from a Job", "[main-0] second line"]);
+    let name = r.job_name();
+    assert!(r.stderr().contains(&format!("[ciao] Job default/{name} created: 1 replica expected")), "{}", r.stderr());
+    assert_eq!(h.names("jobs.batch", "default"), [name]);
+}
+
+// Ranks share the launcher's log: each writes its line in one system call.
+const MPI_CELL: &str = "%framework=mpi\n%worker=2\nimport os\nos.write(1, ('rank %s of %s\\n' % (os.environ['OMPI_COMM_WORLD_RANK'], os.environ['OMPI_COMM_WORLD_SIZE'])).encode())\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mpijob_uses_v2beta1_when_the_mpi_operator_serves_it() {
+    let h = Harness::start_with(|o| o.crd_dirs.push(kubeharness::crd_dir("mpi-operator-v0.8.0")), "").await;
+    let r = run(&h.engine(), MPI_CELL).await;
+    r.ok();
+    assert_eq!(sorted(r.replica("launcher-0")), ["rank 0 of 2", "rank 1 of 2"]);
+    let jobs = h.objects("mpijobs.kubeflow.org", "default");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["apiVersion"], "kubeflow.org/v2beta1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mpijob_falls_back_to_v1_from_the_training_operator() {
+    let h = Harness::start().await;
+    let r = run(&h.engine(), MPI_CELL).await;
+    r.ok();
+    assert_eq!(sorted(r.replica("launcher-0")), ["rank 0 of 2", "rank 1 of 2"]);
+    let jobs = h.objects("mpijobs.kubeflow.org", "default");
+    assert_eq!(jobs.len(), 1);
+    assert_eq!(jobs[0]["apiVersion"], "kubeflow.org/v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exception_in_worker_1_fails_the_job_with_worker_1s_last_lines() {
+    let h = Harness::start().await;
+    let cell = "%framework=tensorflow\n%worker=2\nimport json, os, time\ntask = json.loads(os.environ['TF_CONFIG'])['task']\n\
+                print('starting', task['index'], flush=True)\nif task['index'] == 1:\n    raise ValueError('worker one is broken')\n\
+                time.sleep(2)\nprint('done', task['index'])\n";
+    let r = run(&h.engine(), cell).await;
+    let e = r.error();
+    let name = r.job_name();
+    assert_eq!(e.ename, "JobFailed");
+    assert!(e.evalue.starts_with(&format!("TFJob default/{name} failed (worker-1 failed): ")), "{}", e.evalue);
+    assert_eq!(e.traceback.first().map(String::as_str), Some("[worker-1] starting 1"), "{:?}", e.traceback);
+    assert_eq!(e.traceback.last().map(String::as_str), Some("[worker-1] ValueError: worker one is broken"), "{:?}", e.traceback);
+    assert!(e.traceback.iter().any(|l| l.starts_with("[worker-1] Traceback (most recent call last)")), "{:?}", e.traceback);
+    assert!(e.traceback.iter().all(|l| l.starts_with("[worker-1] ")), "{:?}", e.traceback);
+    assert_eq!(r.replica("worker-1").last().map(String::as_str), Some("ValueError: worker one is broken"));
+    assert!(r.stderr().contains(&format!("[ciao] TFJob default/{name} Failed after ")), "{}", r.stderr());
+}
