@@ -2,6 +2,7 @@
 //! `%delete NAME`, over every job kind the cluster serves.
 
 use std::fmt::Write as _;
+use std::ops::Not as _;
 
 use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -285,13 +286,15 @@ async fn follow_logs(
 async fn delete(cluster: &Cluster, kind: &JobKind, namespace: &str, job: &Value, out: &Output) -> Result<(), CellError> {
     let name = job_name(job);
     let pods = job_pods(cluster, kind, namespace, job).await.unwrap_or_default();
+    let config_map = own_config_map(cluster, namespace, name).await;
     let api: Api<DynamicObject> = Api::namespaced_with(cluster.client.clone(), namespace, &kind.resource);
     match api.delete(name, &DeleteParams::background()).await {
         Ok(_) => {}
         Err(e) if status_code(&e) == Some(404) => {}
         Err(e) => return Err(api_error(&e, &format!("deleting {} {namespace}/{name}", kind.resource.kind), &cluster.server)),
     }
-    let cm = delete_config_map(cluster, namespace, name).await;
+    // Owned by the job, it goes with it; deleted here too in case the owner reference is missing.
+    let cm = config_map && (delete_config_map(cluster, namespace, name).await || own_config_map(cluster, namespace, name).await.not());
     let mut what = format!("deleted {} {namespace}/{name}", kind.resource.kind);
     let names: Vec<String> = pods.iter().filter_map(|p| p.metadata.name.clone()).collect();
     match names.len() {
@@ -307,12 +310,17 @@ async fn delete(cluster: &Cluster, kind: &JobKind, namespace: &str, job: &Value,
     Ok(())
 }
 
+/// Whether a ConfigMap named after the job exists and ciao made it.
+async fn own_config_map(cluster: &Cluster, namespace: &str, name: &str) -> bool {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
+    let Ok(Some(cm)) = api.get_opt(name).await else { return false };
+    cm.metadata.labels.as_ref().and_then(|l| l.get(LABEL_MANAGED_BY)).is_some_and(|v| v == MANAGED_BY)
+}
+
 /// Deletes the ConfigMap named after a job if ciao made it; whether it did.
 pub(crate) async fn delete_config_map(cluster: &Cluster, namespace: &str, name: &str) -> bool {
     let api: Api<ConfigMap> = Api::namespaced(cluster.client.clone(), namespace);
-    let Ok(Some(cm)) = api.get_opt(name).await else { return false };
-    let ours = cm.metadata.labels.as_ref().and_then(|l| l.get(LABEL_MANAGED_BY)).is_some_and(|v| v == MANAGED_BY);
-    ours && api.delete(name, &DeleteParams::background()).await.is_ok()
+    own_config_map(cluster, namespace, name).await && api.delete(name, &DeleteParams::background()).await.is_ok()
 }
 
 #[cfg(test)]
