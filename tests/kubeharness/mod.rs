@@ -95,6 +95,29 @@ impl Harness {
         Engine::new(ConfigSource::File(self.config.clone()))
     }
 
+    /// An engine whose config has `extra` lines added (e.g. `namespace: x`).
+    pub fn engine_with(&self, extra: &str) -> Engine {
+        let path = self.dir.join(format!("config-{}.yaml", uuid::Uuid::new_v4().simple()));
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        std::fs::write(&path, format!("{text}{extra}\n")).unwrap();
+        Engine::new(ConfigSource::File(path))
+    }
+
+    /// A kube client for the stand-in.
+    pub async fn client(&self) -> kube::Client {
+        let kc = kube::config::Kubeconfig::read_from(self.cluster.kubeconfig_path()).unwrap();
+        let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default()).await.unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    }
+
+    /// Creates a namespace.
+    pub async fn namespace(&self, name: &str) {
+        let api: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(self.client().await);
+        api.create(&Default::default(), &serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap())
+            .await
+            .unwrap();
+    }
+
     /// Objects of `plural.group` in `namespace`.
     pub fn objects(&self, resource: &str, namespace: &str) -> Vec<Value> {
         self.cluster.objects(resource, namespace)
