@@ -68,7 +68,7 @@ async fn detach_returns_once_the_job_exists_and_prints_its_name_last() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     let name = stdout.lines().last().unwrap().to_string();
     assert!(name.starts_with("python-"), "{stdout}");
-    assert_eq!(h.names("jobs.batch", "default"), [name.clone()]);
+    assert_eq!(h.names("jobs.batch", "default"), std::slice::from_ref(&name));
     assert!(!stdout.contains("done later"), "{stdout}");
     eventually(30, "the detached job to finish", || async {
         let job = h.cluster.object("jobs.batch", "default", &name)?;

@@ -123,7 +123,7 @@ async fn an_interrupt_with_detach_leaves_the_job_and_attach_follows_it_again() {
     let name = r.job_name();
     assert_eq!(e.ename, "KeyboardInterrupt");
     assert!(e.evalue.contains(&format!("%attach {name}")), "{}", e.evalue);
-    assert_eq!(h.names("jobs.batch", "default"), [name.clone()]);
+    assert_eq!(h.names("jobs.batch", "default"), std::slice::from_ref(&name));
 
     let a = run(&engine, &format!("%attach {name}")).await;
     a.ok();

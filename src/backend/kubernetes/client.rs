@@ -122,10 +122,13 @@ pub fn split_api_version(api_version: &str) -> (&str, &str) {
     api_version.rsplit_once('/').unwrap_or(("", api_version))
 }
 
+/// A cluster and the fingerprint of the files it was made from.
+type Cached = ([u8; 32], Arc<Cluster>);
+
 /// The clients of one session, one per configuration source.
 pub struct Clients {
     env: Arc<dyn Env + Send + Sync>,
-    cache: Mutex<HashMap<Source, ([u8; 32], Arc<Cluster>)>>,
+    cache: Mutex<HashMap<Source, Cached>>,
 }
 
 impl Clients {
@@ -147,8 +150,8 @@ impl Clients {
             return Ok(cluster.clone());
         }
         let cluster = Arc::new(match &source {
-            Source::Kubeconfig(paths) => self.from_kubeconfig(paths).await?,
-            Source::InCluster { host, port, dir } => self.in_cluster(host, port, dir)?,
+            Source::Kubeconfig(paths) => self.connect_kubeconfig(paths).await?,
+            Source::InCluster { host, port, dir } => self.connect_in_cluster(host, port, dir)?,
         });
         self.cache.lock().expect("clients lock").insert(source, (fingerprint, cluster.clone()));
         Ok(cluster)
@@ -214,7 +217,7 @@ impl Clients {
         Ok(h.finalize().into())
     }
 
-    async fn from_kubeconfig(&self, paths: &[PathBuf]) -> Result<Cluster, ClientError> {
+    async fn connect_kubeconfig(&self, paths: &[PathBuf]) -> Result<Cluster, ClientError> {
         let shown = join_paths(paths);
         let bad = |message: String| ClientError::Kubeconfig { path: shown.clone(), message };
         let mut merged = Kubeconfig::default();
@@ -237,7 +240,7 @@ impl Clients {
         Ok(Cluster::new(build_client(config, token, &server)?, namespace, server))
     }
 
-    fn in_cluster(&self, host: &str, port: &str, dir: &Path) -> Result<Cluster, ClientError> {
+    fn connect_in_cluster(&self, host: &str, port: &str, dir: &Path) -> Result<Cluster, ClientError> {
         let bad = |message: String| ClientError::InCluster { dir: dir.display().to_string(), message };
         let port: u16 = port.parse().map_err(|_| bad(format!("KUBERNETES_SERVICE_PORT {port:?} is not a port number")))?;
         let host_part = if host.parse::<std::net::Ipv6Addr>().is_ok() { format!("[{host}]") } else { host.to_string() };

@@ -49,9 +49,8 @@ pub async fn run(
         JobCommand::Attach { name } => {
             let (kind, job) = find_job(cluster, &kinds, namespace, name).await?;
             let expected = jobs::expected_replicas(kind.shape, &job);
-            super::follow_to_end(cluster, &kind, namespace, &job, expected, OnInterrupt::Detach, out, cancel)
-                .await?
-                .into_cell_result()
+            let target = Target { cluster, kind: &kind, namespace, job: &job, expected, status: true };
+            super::follow_to_end(&target, OnInterrupt::Detach, out, cancel).await?.into_cell_result()
         }
         JobCommand::Delete { name } => {
             let (kind, job) = find_job(cluster, &kinds, namespace, name).await?;

@@ -120,7 +120,10 @@ struct Follower<'a> {
     tasks: HashMap<String, Task>,
     set: JoinSet<String>,
     log_tx: mpsc::Sender<(usize, LogEvent)>,
-    failed: Option<(Timestamp, String)>,
+    /// The failing replica so far: pods killed by a deletion rank last,
+    /// then the earliest failure, then the first seen.
+    failed: Option<(bool, Timestamp, u64, String)>,
+    seen: u64,
     job_done: bool,
     reported: Vec<String>,
 }
@@ -147,6 +150,7 @@ pub async fn follow(t: &Target<'_>, out: &Output, cancel: &CancellationToken) ->
         set: JoinSet::new(),
         log_tx,
         failed: None,
+        seen: 0,
         job_done: false,
         reported: Vec::new(),
     };
@@ -196,11 +200,12 @@ pub async fn follow(t: &Target<'_>, out: &Output, cancel: &CancellationToken) ->
                         }
                     }
                 }
-                Some(Ok(watcher::Event::InitDone)) => if !seen_in_init {
+                Some(Ok(watcher::Event::InitDone)) if !seen_in_init => {
                     gone = true;
                     finished_at = Some(Instant::now());
                     f.on_job_done().await;
-                },
+                }
+                Some(Ok(watcher::Event::InitDone)) => {}
                 Some(Ok(watcher::Event::Delete(_))) => {
                     gone = true;
                     finished_at = Some(Instant::now());
@@ -248,7 +253,7 @@ pub async fn follow(t: &Target<'_>, out: &Output, cancel: &CancellationToken) ->
         }
     }
     f.mux.close_line();
-    let failed_replica = f.failed.as_ref().map(|(_, r)| r.clone());
+    let failed_replica = f.failed.as_ref().map(|f| f.3.clone());
     let tail = failed_replica.as_deref().map(|r| f.mux.prefixed_tail(r)).unwrap_or_default();
     Ok(Followed { ending, failed_replica, tail, board: f.board })
 }
@@ -363,9 +368,13 @@ impl Follower<'_> {
             b.replica(state);
         }
         if let Some(at) = jobs::failed_at(pod, &container)
-            && self.failed.as_ref().is_none_or(|(t, r)| (at, &replica) < (*t, r))
+            && self.failed.as_ref().is_none_or(|f| f.3 != replica)
         {
-            self.failed = Some((at, replica.clone()));
+            self.seen += 1;
+            let candidate = (pod.metadata.deletion_timestamp.is_some(), at, self.seen, replica.clone());
+            if self.failed.as_ref().is_none_or(|f| candidate < *f) {
+                self.failed = Some(candidate);
+            }
         }
         let cs = jobs::container_status(pod, &container);
         let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");

@@ -70,18 +70,14 @@ impl KubernetesBackend {
 /// Follows a created (or found) job to its end and turns what happened into
 /// a report; an interrupt deletes or detaches as `on_interrupt` says.
 pub(crate) async fn follow_to_end(
-    cluster: &Cluster,
-    kind: &JobKind,
-    namespace: &str,
-    job: &Value,
-    expected: u32,
+    target: &Target<'_>,
     on_interrupt: OnInterrupt,
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<JobReport, CellError> {
+    let Target { cluster, kind, namespace, job, .. } = *target;
     let name = job.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-    let target = Target { cluster, kind, namespace, job, expected, status: true };
-    let mut followed = follow::follow(&target, out, cancel).await?;
+    let mut followed = follow::follow(target, out, cancel).await?;
     let report = |outcome: Outcome, tail: Vec<String>| JobReport {
         kind: kind.resource.kind.clone(),
         namespace: namespace.to_string(),
@@ -170,7 +166,8 @@ impl Backend for KubernetesBackend {
                 tail: Vec::new(),
             });
         }
-        follow_to_end(&cluster, &created.kind, &namespace, &created.job, expected, job.plan.on_interrupt, out, cancel).await
+        let target = Target { cluster: &cluster, kind: &created.kind, namespace: &namespace, job: &created.job, expected, status: true };
+        follow_to_end(&target, job.plan.on_interrupt, out, cancel).await
     }
 
     async fn command(
