@@ -68,8 +68,9 @@ async fn xgboost_paddle_and_jax_jobs_run_with_their_operators_environment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trainjob_runs_one_pod_per_node_named_after_its_index() {
     let h = Harness::start().await;
-    let r = run(&h.engine(), "%framework=trainjob\n%nodes=2\nimport os\nprint('node', os.environ['PET_NODE_RANK'], 'of', os.environ['PET_NNODES'])\n").await;
+    let r = run(&h.engine(), "%framework=trainjob\n%nodes=2\n%cleanPolicy=all\nimport os\nprint('node', os.environ['PET_NODE_RANK'], 'of', os.environ['PET_NNODES'])\n").await;
     r.ok();
+    assert!(r.stderr().contains("[ciao] warning: %cleanPolicy=all does not apply to a TrainJob"), "the renderer's warnings are shown: {}", r.stderr());
     assert_eq!(r.replica("node-0"), ["node 0 of 2"]);
     assert_eq!(r.replica("node-1"), ["node 1 of 2"]);
     let name = r.job_name();
@@ -130,4 +131,29 @@ async fn an_exception_in_worker_1_fails_the_job_with_worker_1s_last_lines() {
     assert!(e.traceback.iter().all(|l| l.starts_with("[worker-1] ")), "{:?}", e.traceback);
     assert_eq!(r.replica("worker-1").last().map(String::as_str), Some("ValueError: worker one is broken"));
     assert!(r.stderr().contains(&format!("[ciao] TFJob default/{name} Failed after ")), "{}", r.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pull_secret_pod_template_patch_and_istio_switch_reach_the_job() {
+    let h = Harness::start().await;
+    let host = h.registry.host.clone();
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::default_namespaced(h.client().await);
+    let auths = serde_json::json!({"auths": {}}).to_string();
+    let secret = serde_json::json!({"metadata": {"name": "regcred"}, "type": "kubernetes.io/dockerconfigjson", "stringData": {".dockerconfigjson": auths}});
+    api.create(&Default::default(), &serde_json::from_value(secret).unwrap()).await.unwrap();
+    let text = std::fs::read_to_string(&h.config).unwrap();
+    let text = text.replace(&format!("  {host}:\n    insecure: true\n"), &format!("  {host}:\n    insecure: true\n    pullSecret: regcred\n"));
+    let config = h.dir.join("options.yaml");
+    std::fs::write(&config, format!("{text}podTemplate:\n  metadata:\n    labels:\n      team: vision\n")).unwrap();
+    let engine = ciao::engine::Engine::new(ciao::engine::ConfigSource::File(config));
+    let r = run(&engine, "print('patched')\n").await;
+    r.ok();
+    let job = h.cluster.object("jobs.batch", "default", &r.job_name()).unwrap();
+    let template = &job["spec"]["template"];
+    assert_eq!(template["spec"]["imagePullSecrets"], serde_json::json!([{"name": "regcred"}]));
+    assert_eq!(template["metadata"]["labels"]["team"], "vision");
+    assert_eq!(template["metadata"]["annotations"]["sidecar.istio.io/inject"], "false");
+    let pods = h.objects("pods", "default");
+    assert_eq!(pods.len(), 1);
+    assert_eq!(pods[0]["metadata"]["labels"]["team"], "vision");
 }
