@@ -22,7 +22,7 @@ use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind,
 use crate::interpreter::params::{BackendKind, Cell, JobCell, JobCommand, Provider};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
-use crate::output::{CellError, MimeBundle, Output, bundle};
+use crate::output::{CellError, MimeBundle, Output, OutputEvent, Stream, bundle};
 use crate::plan::{DEFAULT_FRAMEWORK, Plan};
 
 /// Where the configuration comes from.
@@ -45,6 +45,8 @@ pub struct Engine {
     session: String,
     /// Modules kept with `%module=NAME`, shipped with every later job.
     modules: Mutex<BTreeMap<String, String>>,
+    /// `%files` layers made so far.
+    files: crate::files::FilesCache,
     local: LocalBackend,
     kubernetes: KubernetesBackend,
 }
@@ -56,6 +58,7 @@ impl Engine {
             image: image::Builder::new(),
             session: uuid::Uuid::new_v4().simple().to_string()[..12].to_string(),
             modules: Mutex::new(BTreeMap::new()),
+            files: crate::files::FilesCache::default(),
             local: LocalBackend::new(),
             kubernetes: KubernetesBackend::new(),
         }
@@ -165,6 +168,24 @@ impl Engine {
         modules.iter().map(|(name, code)| LayerFile::file(format!("{dir}/{name}.py"), code.as_bytes().to_vec())).collect()
     }
 
+    /// The cell's `%files`, read from the working directory (cached while
+    /// unchanged), placed next to the code.
+    fn job_files(&self, plan: &Plan, mtime: u64) -> Result<Option<Arc<crate::files::Shipped>>, CellError> {
+        use crate::files;
+        if plan.files.is_empty() {
+            return Ok(None);
+        }
+        let bad = |e: files::FilesError| CellError::new("FilesError", e.to_string());
+        let dir = std::env::current_dir()
+            .map_err(|e| CellError::new("FilesError", format!("%files: cannot tell the kernel's working directory: {e}")))?;
+        let found = files::collect(&dir, &plan.files, files::limit_from_env().map_err(bad)?).map_err(bad)?;
+        let code_dir = plan.framework.code.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+        let mut taken = vec![(plan.framework.code.clone(), "the cell's code".to_string())];
+        taken.extend(self.module_files(plan).into_iter().map(|m| (m.path, "a %module".to_string())));
+        files::check_clashes(&found, code_dir, &taken).map_err(bad)?;
+        Ok(Some(self.files.ship(&found, code_dir, mtime).map_err(bad)?))
+    }
+
     async fn run_job(
         &self,
         config: &Config,
@@ -201,7 +222,7 @@ impl Engine {
         plan: &Plan,
         out: &Output,
         cancel: &CancellationToken,
-        detach_after_submit: bool,
+        detach: bool,
     ) -> Result<JobReport, CellError> {
         let (shipment, cell_digest) = match plan.provider {
             Provider::ConfigMap => {
@@ -220,6 +241,21 @@ impl Engine {
                     path: main.clone(),
                     content: job.code.as_bytes().to_vec(),
                 });
+                if let Some(shipped) = self.job_files(plan, 0)? {
+                    let code_dir = plan.framework.code.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+                    files.extend(configmap_files(&shipped.files, code_dir, &files));
+                }
+                let size: usize = files.iter().map(|f| f.content.len()).sum();
+                if size > crate::backend::render::MAX_CONFIG_MAP_BYTES {
+                    return Err(CellError::new(
+                        "FilesError",
+                        format!(
+                            "the code, %module and %files come to {size} bytes, more than a ConfigMap holds ({} bytes); \
+                             ship them in an image instead (%provider=image, the default) or trim %files",
+                            crate::backend::render::MAX_CONFIG_MAP_BYTES
+                        ),
+                    ));
+                }
                 let digest = image::sha256_digest(job.code.as_bytes());
                 (Shipment::ConfigMap { base_image: plan.base_image.clone(), files }, digest)
             }
@@ -231,20 +267,20 @@ impl Engine {
                     }
                 });
                 let built = self.build_image(config, job, plan, progress, cancel).await?;
-                out.stderr(format!("[ciao] image {}\n", built.reference));
+                // With the backend's own `[ciao]` lines: the Kubernetes backend
+                // keeps stdout for what the replicas print.
+                let stream = match plan.backend {
+                    BackendKind::Kubernetes => Stream::Stderr,
+                    BackendKind::Local => Stream::Stdout,
+                };
+                out.send(OutputEvent::Text(stream, format!("[ciao] image {}\n", built.reference)));
                 let digest = built.cell_digest.clone();
                 (Shipment::Image(built), digest)
             }
         };
-        let submission = Submission {
-            plan,
-            config,
-            shipment: &shipment,
-            cell_digest: &cell_digest,
-            session: &self.session,
-            detach_after_submit,
-        };
-        self.backend(plan.backend).run(submission, out, cancel).await
+        let submission = Submission { plan, config, shipment: &shipment, cell_digest: &cell_digest, session: &self.session };
+        let backend = self.backend(plan.backend);
+        if detach { backend.submit(submission, out, cancel).await } else { backend.run(submission, out, cancel).await }
     }
 
     /// Phase 2 for a job cell: builds and publishes its image.
@@ -262,6 +298,9 @@ impl Engine {
         let options = BuildOptions::from_env(&crate::config::ProcessEnv)?;
         let modules = self.module_files(plan);
         let mut extra = Vec::new();
+        if let Some(shipped) = self.job_files(plan, options.source_date_epoch.unwrap_or(0))? {
+            extra.push(shipped.layer.clone());
+        }
         if !modules.is_empty() {
             extra.push(
                 Layer::from_files(LayerKind::Module, &modules, options.source_date_epoch.unwrap_or(0))
@@ -270,6 +309,29 @@ impl Engine {
         }
         Ok(self.image.build_with_layers(plan, &job.code, &extra, config, &options, progress, cancel).await?)
     }
+}
+
+/// ConfigMap entries for `%files`: keys made from the paths (`data/a.csv` →
+/// `data__a.csv`), made unique against the keys already taken.
+fn configmap_files(files: &[LayerFile], code_dir: &str, taken: &[CodeFile]) -> Vec<CodeFile> {
+    let mut keys: std::collections::HashSet<String> = taken.iter().map(|f| f.key.clone()).collect();
+    let mut out = Vec::new();
+    for f in files {
+        let rel = f.path.strip_prefix(code_dir).unwrap_or(&f.path).trim_start_matches('/');
+        let stem: String = rel
+            .replace('/', "__")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') { c } else { '_' })
+            .collect();
+        let mut key = stem.clone();
+        let mut n = 1;
+        while !keys.insert(key.clone()) {
+            key = format!("{stem}.{n}");
+            n += 1;
+        }
+        out.push(CodeFile { key, path: f.path.clone(), content: f.data.to_vec() });
+    }
+    out
 }
 
 #[async_trait]

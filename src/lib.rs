@@ -14,6 +14,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod engine;
+pub mod files;
 pub mod frameworks;
 pub mod image;
 pub mod interpreter;

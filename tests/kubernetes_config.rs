@@ -48,7 +48,6 @@ async fn run(backend: &KubernetesBackend, config: &Config, code: &str) -> (Resul
         shipment: &shipment,
         cell_digest: &digest,
         session: "configtests",
-        detach_after_submit: false,
     };
     let report = backend.run(submission, &out, &CancellationToken::new()).await;
     drop(out);

@@ -12,7 +12,10 @@ use kubeharness::{Harness, run};
 async fn a_tfjob_streams_each_replicas_tf_config_task_under_its_prefix() {
     let h = Harness::start().await;
     let engine = h.engine();
-    let cell = "%framework=tensorflow\n%ps=1\n%worker=2\nimport json, os\ntask = json.loads(os.environ['TF_CONFIG'])['task']\nprint('task', task['type'], task['index'])\n";
+    // Worker 0's end is the job's end (the operator's success policy): it
+    // waits a little so the other replicas are done too.
+    let cell = "%framework=tensorflow\n%ps=1\n%worker=2\nimport json, os, time\ntask = json.loads(os.environ['TF_CONFIG'])['task']\n\
+                print('task', task['type'], task['index'], flush=True)\nif task == {'type': 'worker', 'index': 0}:\n    time.sleep(1.5)\n";
     let r = run(&engine, cell).await;
     r.ok();
     assert_eq!(r.replica("ps-0"), ["task ps 0"]);
@@ -36,7 +39,8 @@ fn sorted(mut v: Vec<String>) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pytorchjob_gives_each_replica_its_rank_and_the_world_size() {
     let h = Harness::start().await;
-    let r = run(&h.engine(), "%framework=pytorch\n%master=1\n%worker=2\nimport os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n").await;
+    let r = run(&h.engine(), "%framework=pytorch\n%master=1\n%worker=2\nimport os, time\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'], flush=True)\n\
+                              if os.environ['RANK'] == '0':\n    time.sleep(1.5)\n").await;
     r.ok();
     assert_eq!(r.replica("master-0"), ["rank 0 of 3"]);
     assert_eq!(r.replica("worker-0"), ["rank 1 of 3"]);
@@ -48,18 +52,21 @@ async fn a_pytorchjob_gives_each_replica_its_rank_and_the_world_size() {
 async fn xgboost_paddle_and_jax_jobs_run_with_their_operators_environment() {
     let h = Harness::start().await;
     let engine = h.engine();
-    let r = run(&engine, "%framework=xgboost\n%master=1\n%worker=1\nimport os\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'])\n").await;
+    // The master's end is the job's end (as XGBoost's tracker): it waits for the worker here.
+    let r = run(&engine, "%framework=xgboost\n%master=1\n%worker=1\n%cleanPolicy=none\nimport os, time\nprint('rank', os.environ['RANK'], 'of', os.environ['WORLD_SIZE'], flush=True)\nif os.environ['RANK'] == '0':\n    time.sleep(2)\n").await;
     r.ok();
     assert_eq!((r.replica("master-0"), r.replica("worker-0")), (vec!["rank 0 of 2".to_string()], vec!["rank 1 of 2".to_string()]));
 
-    let r = run(&engine, "%framework=paddle\n%worker=2\nimport os\nprint('nodes', os.environ['PADDLE_NNODES'], 'job', os.environ['PADDLE_JOB_ID'])\n").await;
+    let r = run(&engine, "%framework=paddle\n%worker=2\nimport os, time\nprint('nodes', os.environ['PADDLE_NNODES'], 'job', os.environ['PADDLE_JOB_ID'], flush=True)\n\
+                          if os.environ['HOSTNAME'].endswith('-worker-0'):\n    time.sleep(1.5)\n").await;
     r.ok();
     let name = r.job_name();
     assert_eq!(r.replica("worker-0"), [format!("nodes 2 job {name}")]);
     assert_eq!(r.replica("worker-1"), [format!("nodes 2 job {name}")]);
     assert!(r.stderr().contains(&format!("[ciao] PaddleJob default/{name} Succeeded")), "{}", r.stderr());
 
-    let r = run(&engine, "%framework=jax\n%worker=2\nimport os\nprint('process', os.environ['PROCESS_ID'], 'of', os.environ['NUM_PROCESSES'])\n").await;
+    let r = run(&engine, "%framework=jax\n%worker=2\nimport os, time\nprint('process', os.environ['PROCESS_ID'], 'of', os.environ['NUM_PROCESSES'], flush=True)\n\
+                          if os.environ['PROCESS_ID'] == '0':\n    time.sleep(1.5)\n").await;
     r.ok();
     assert_eq!((r.replica("worker-0"), r.replica("worker-1")), (vec!["process 0 of 2".to_string()], vec!["process 1 of 2".to_string()]));
     assert!(r.stderr().contains("[ciao] JAXJob default/"), "{}", r.stderr());

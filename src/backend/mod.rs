@@ -42,9 +42,6 @@ pub struct Submission<'a> {
     pub cell_digest: &'a str,
     /// The kernel session id, so a session's jobs can be found again.
     pub session: &'a str,
-    /// Return as soon as the job exists (`ciao run --detach`), with
-    /// [`Outcome::Detached`], instead of following it.
-    pub detach_after_submit: bool,
 }
 
 /// How a job ended, as far as the cell is concerned.
@@ -78,11 +75,12 @@ impl JobReport {
     /// `KeyboardInterrupt` when the cell was interrupted.
     pub fn into_cell_result(self) -> Result<Option<MimeBundle>, CellError> {
         let JobReport { kind, namespace, name, outcome, tail } = self;
+        let qualified = qualified_name(&namespace, &name);
         match outcome {
             Outcome::Succeeded => Ok(None),
             Outcome::Failed { replica, reason, message } => {
                 let who = replica.map(|r| format!(" ({r} failed)")).unwrap_or_default();
-                let mut evalue = format!("{kind} {namespace}/{name} failed{who}: {reason}");
+                let mut evalue = format!("{kind} {qualified} failed{who}: {reason}");
                 if !message.is_empty() {
                     evalue.push_str(&format!(": {message}"));
                 }
@@ -90,14 +88,19 @@ impl JobReport {
             }
             Outcome::Detached => Err(CellError::new(
                 "KeyboardInterrupt",
-                format!("{kind} {namespace}/{name} keeps running (detached); follow it again with %attach {name}"),
+                format!("{kind} {qualified} keeps running (detached); follow it again with %attach {name}"),
             )),
             Outcome::Deleted => Err(CellError::new(
                 "KeyboardInterrupt",
-                format!("interrupted: {kind} {namespace}/{name} and its replicas were deleted"),
+                format!("interrupted: {kind} {qualified} and its replicas were deleted"),
             )),
         }
     }
+}
+
+/// `namespace/name`, or `name` alone when there is no namespace (local jobs).
+pub fn qualified_name(namespace: &str, name: &str) -> String {
+    if namespace.is_empty() { name.to_string() } else { format!("{namespace}/{name}") }
 }
 
 /// Where jobs run: the Kubernetes API, or local processes.
@@ -111,6 +114,21 @@ pub trait Backend: Send + Sync {
     /// errors naming the fix. A job that runs and fails is `Ok` with
     /// [`Outcome::Failed`].
     async fn run(&self, job: Submission<'_>, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError>;
+
+    /// Submits the job and returns as soon as it exists (`ciao run
+    /// --detach`), with [`Outcome::Detached`].
+    ///
+    /// # Errors
+    /// As [`Backend::run`]; backends whose jobs cannot outlive the process
+    /// that started them refuse.
+    async fn submit(&self, job: Submission<'_>, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError> {
+        let _ = (job, out, cancel);
+        Err(CellError::new(
+            "NotSupported",
+            "this backend cannot leave a job running: its jobs end with the process that runs them; \
+             use the Kubernetes backend (%backend=kubernetes) to submit and detach",
+        ))
+    }
 
     /// A job command (`%jobs`, `%logs`, `%attach`, `%delete`) in `namespace`
     /// (`None`: the backend's default).

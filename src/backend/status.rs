@@ -1,8 +1,9 @@
 //! What a running job looks like in the cell: one live table (a
 //! `display_data` with a display id, updated in place) plus a `[ciao]` line
-//! on stderr for each change a console reader needs (creation, pending
-//! reasons, the final condition and the elapsed time). stdout carries only
-//! what the replicas print, so a program's output is the cell's stdout.
+//! for each change a console reader needs (creation, pending reasons, the
+//! final condition and the elapsed time), on stdout, or on stderr for a
+//! backend that keeps stdout for what the replicas print
+//! ([`StatusBoard::with_stream`]).
 //!
 //! Both backends report through a [`StatusBoard`]; it decides what is a
 //! change and how it is drawn.
@@ -10,7 +11,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::output::{MimeBundle, Output, bundle};
+use crate::output::{MimeBundle, Output, OutputEvent, Stream, bundle};
 use crate::plan::escape;
 
 /// Minimum time between two table updates that are not forced.
@@ -42,6 +43,8 @@ pub struct Condition {
 #[derive(Debug)]
 pub struct StatusBoard {
     out: Output,
+    /// Where the `[ciao]` lines go.
+    stream: Stream,
     display_id: String,
     kind: String,
     name: String,
@@ -58,13 +61,20 @@ pub struct StatusBoard {
 impl StatusBoard {
     /// Starts the view of a job that was just created with `expected` replicas.
     pub fn new(out: Output, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
+        Self::with_stream(out, Stream::Stdout, kind, namespace, name, expected)
+    }
+
+    /// [`StatusBoard::new`] with the `[ciao]` lines on `stream`.
+    pub fn with_stream(out: Output, stream: Stream, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
         let display_id = format!("ciao-job-{}", uuid::Uuid::new_v4().simple());
-        out.stderr(format!(
-            "[ciao] {kind} {namespace}/{name} created: {expected} replica{} expected\n",
+        out.send(OutputEvent::Text(stream, format!(
+            "[ciao] {kind} {} created: {expected} replica{} expected\n",
+            super::qualified_name(namespace, name),
             if expected == 1 { "" } else { "s" }
-        ));
+        )));
         let board = StatusBoard {
             out,
+            stream,
             display_id,
             kind: kind.to_string(),
             name: name.to_string(),
@@ -131,7 +141,7 @@ impl StatusBoard {
             let _ = write!(line, ", restarts {}", r.restarts);
         }
         line.push('\n');
-        self.out.stderr(line);
+        self.out.send(OutputEvent::Text(self.stream, line));
     }
 
     /// Records the job's condition (e.g. `Running`) without finishing it.
@@ -147,10 +157,9 @@ impl StatusBoard {
     pub fn finish(&mut self, condition: Condition) {
         self.finished = Some(self.started.elapsed());
         let mut line = format!(
-            "[ciao] {} {}/{} {} after {}",
+            "[ciao] {} {} {} after {}",
             self.kind,
-            self.namespace,
-            self.name,
+            super::qualified_name(&self.namespace, &self.name),
             condition.state,
             format_duration(self.elapsed())
         );
@@ -161,7 +170,7 @@ impl StatusBoard {
             let _ = write!(line, " ({})", one_line(m));
         }
         line.push('\n');
-        self.out.stderr(line);
+        self.out.send(OutputEvent::Text(self.stream, line));
         self.condition = condition;
         self.dirty = true;
         self.update(true);
@@ -190,10 +199,9 @@ impl StatusBoard {
     /// The table as text/plain and text/html.
     pub fn bundle(&self) -> MimeBundle {
         let title = format!(
-            "{} {}/{} · {} · {} · {} replica{}",
+            "{} {} · {} · {} · {} replica{}",
             self.kind,
-            self.namespace,
-            self.name,
+            super::qualified_name(&self.namespace, &self.name),
             self.condition.state,
             format_duration(self.elapsed()),
             self.expected,
@@ -220,13 +228,12 @@ impl StatusBoard {
             _ => "#6e7781",
         };
         let mut html = format!(
-            "<div class=\"ciao-job\" data-state=\"{state}\"><div><b>{kind}</b> {ns}/{name} · \
+            "<div class=\"ciao-job\" data-state=\"{state}\"><div><b>{kind}</b> {name} · \
              <span class=\"ciao-job-state\" style=\"color:{colour};font-weight:bold\">{state}</span> · {elapsed}</div>\
              <table><thead><tr><th>replica</th><th>phase</th><th>restarts</th><th>reason</th></tr></thead><tbody>",
             state = escape(&self.condition.state),
             kind = escape(&self.kind),
-            ns = escape(&self.namespace),
-            name = escape(&self.name),
+            name = escape(&super::qualified_name(&self.namespace, &self.name)),
             elapsed = format_duration(self.elapsed()),
         );
         for r in &self.replicas {
@@ -290,7 +297,6 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::{OutputEvent, Stream};
 
     fn events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<OutputEvent>) -> Vec<OutputEvent> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
@@ -305,7 +311,7 @@ mod tests {
         let (out, mut rx) = Output::channel();
         let board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 3);
         let ev = events(&mut rx);
-        assert_eq!(ev[0], OutputEvent::Text(Stream::Stderr, "[ciao] TFJob ns/tf-1 created: 3 replicas expected\n".into()));
+        assert_eq!(ev[0], OutputEvent::Text(Stream::Stdout, "[ciao] TFJob ns/tf-1 created: 3 replicas expected\n".into()));
         match &ev[1] {
             OutputEvent::Display { data, display_id } => {
                 assert_eq!(display_id.as_deref(), Some(board.display_id()));
@@ -347,6 +353,21 @@ mod tests {
         let text = last["text/plain"].as_str().unwrap();
         assert!(text.contains("Succeeded") && text.find("ps-0").unwrap() < text.find("worker-0").unwrap(), "{text}");
         assert!(last["text/html"].as_str().unwrap().contains("data-state=\"Succeeded\""));
+    }
+
+    #[test]
+    fn the_lines_can_go_to_stderr() {
+        let (out, mut rx) = Output::channel();
+        let mut board = StatusBoard::with_stream(out, Stream::Stderr, "TFJob", "ns", "tf-1", 1);
+        board.replica(state("worker-0", "Running", None));
+        let texts: Vec<_> = events(&mut rx).into_iter().filter_map(|e| match e {
+            OutputEvent::Text(s, t) => Some((s, t)),
+            _ => None,
+        }).collect();
+        assert_eq!(texts, [
+            (Stream::Stderr, "[ciao] TFJob ns/tf-1 created: 1 replica expected\n".to_string()),
+            (Stream::Stderr, "[ciao] worker-0 Running\n".to_string())
+        ]);
     }
 
     #[test]

@@ -95,7 +95,9 @@ def execute(kernel, code: str) -> Run:
 
 def test_a_tfjob_prints_each_replicas_task_under_its_prefix(kernel, kube) -> None:
     r = execute(kernel, "%framework=tensorflow\n%ps=1\n%worker=2\n%cleanPolicy=all\nimport json, os\n"
-                        "task = json.loads(os.environ['TF_CONFIG'])['task']\nprint('task', task['type'], task['index'])\n")
+                        "task = json.loads(os.environ['TF_CONFIG'])['task']\nprint('task', task['type'], task['index'], flush=True)\n"
+                        # worker 0 ending ends the job: it lets the others finish first
+                        "if task == {'type': 'worker', 'index': 0}:\n    import time; time.sleep(1.5)\n")
     assert r.status == "ok", r.reply
     assert sorted(r.lines()) == ["[ps-0] task ps 0", "[worker-0] task worker 0", "[worker-1] task worker 1"]
     name = r.job()
@@ -112,7 +114,8 @@ def test_a_tfjob_prints_each_replicas_task_under_its_prefix(kernel, kube) -> Non
 
 def test_a_pytorchjob_prints_rank_and_world_size(kernel) -> None:
     r = execute(kernel, "%framework=pytorch\n%master=1\n%worker=2\nimport os\n"
-                        "print('rank', os.environ['RANK'], 'world', os.environ['WORLD_SIZE'])\n")
+                        "print('rank', os.environ['RANK'], 'world', os.environ['WORLD_SIZE'], flush=True)\n"
+                        "if os.environ['RANK'] == '0':\n    import time; time.sleep(1.5)\n")
     assert r.status == "ok", r.reply
     assert sorted(r.lines()) == ["[master-0] rank 0 world 3", "[worker-0] rank 1 world 3", "[worker-1] rank 2 world 3"]
 
@@ -213,7 +216,8 @@ def test_a_notebook_runs_jobs_with_nbclient(kube, tmp_path) -> None:
 
     nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": KERNEL_NAME, "display_name": "ciao", "language": "python"}})
     nb.cells = [
-        nbformat.v4.new_code_cell("%framework=pytorch\n%master=1\n%worker=1\nimport os\nprint('rank', os.environ['RANK'])"),
+        nbformat.v4.new_code_cell("%framework=pytorch\n%master=1\n%worker=1\nimport os, time\nprint('rank', os.environ['RANK'], flush=True)\n"
+                                  "if os.environ['RANK'] == '0':\n    time.sleep(1.5)"),
         nbformat.v4.new_code_cell("%jobs"),
     ]
     with environment({**kube.kernel_env(), "JUPYTER_DATA_DIR": str(tmp_path / "data")}):

@@ -23,7 +23,7 @@ use super::jobs::{self, JobKind, JobState};
 use super::podlogs::{ContainerView, LogEvent, follow_container};
 use crate::backend::logs::{LineSplitter, LogMux, PARTIAL_FLUSH};
 use crate::backend::status::{Condition, StatusBoard};
-use crate::output::{CellError, Output};
+use crate::output::{CellError, Output, Stream};
 
 /// How long replicas whose container still runs may keep streaming after
 /// the job ended (MPI workers, a sidecar).
@@ -128,6 +128,12 @@ struct Follower<'a> {
     reported: Vec<String>,
 }
 
+/// The live table of a Kubernetes job. Its `[ciao]` lines go to stderr:
+/// the cell's stdout is what the replicas print.
+pub fn status_board(out: &Output, kind: &str, namespace: &str, name: &str, expected: u32) -> StatusBoard {
+    StatusBoard::with_stream(out.clone(), Stream::Stderr, kind, namespace, name, expected)
+}
+
 /// Follows the job until it ends, is deleted, or `cancel` fires.
 ///
 /// # Errors
@@ -137,7 +143,7 @@ pub async fn follow(t: &Target<'_>, out: &Output, cancel: &CancellationToken) ->
     let client = t.cluster.client.clone();
     let jobs_api: Api<DynamicObject> = Api::namespaced_with(client.clone(), t.namespace, &t.kind.resource);
     let pods_api: Api<Pod> = Api::namespaced(client, t.namespace);
-    let board = t.status.then(|| StatusBoard::new(out.clone(), &t.kind.resource.kind, t.namespace, &name, t.expected));
+    let board = t.status.then(|| status_board(out, &t.kind.resource.kind, t.namespace, &name, t.expected));
     let (log_tx, mut log_rx) = mpsc::channel(1024);
     let mut f = Follower {
         t,

@@ -27,6 +27,7 @@ use kube::api::{Api, DeleteParams, DynamicObject};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use super::status::Condition;
 use super::{Backend, JobReport, Outcome, Submission};
 use crate::config::{Config, Env, ProcessEnv};
 use crate::interpreter::params::{JobCommand, OnInterrupt};
@@ -145,29 +146,22 @@ impl Backend for KubernetesBackend {
         let namespace = job.plan.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
         let created = submit::submit(&cluster, &job, &namespace, out, cancel).await?;
         let expected = job.plan.total_replicas();
-        if job.detach_after_submit {
-            let mut board = crate::backend::status::StatusBoard::new(
-                out.clone(),
-                &created.kind.resource.kind,
-                &namespace,
-                &created.name,
-                expected,
-            );
-            board.finish(crate::backend::status::Condition {
-                state: "Detached".into(),
-                reason: None,
-                message: Some(format!("submitted; %attach {} follows it", created.name)),
-            });
-            return Ok(JobReport {
-                kind: created.kind.resource.kind.clone(),
-                namespace,
-                name: created.name,
-                outcome: Outcome::Detached,
-                tail: Vec::new(),
-            });
-        }
         let target = Target { cluster: &cluster, kind: &created.kind, namespace: &namespace, job: &created.job, expected, status: true };
         follow_to_end(&target, job.plan.on_interrupt, out, cancel).await
+    }
+
+    async fn submit(&self, job: Submission<'_>, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError> {
+        let cluster = self.cluster(job.config).await?;
+        let namespace = job.plan.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
+        let created = submit::submit(&cluster, &job, &namespace, out, cancel).await?;
+        let kind = &created.kind.resource.kind;
+        let mut board = follow::status_board(out, kind, &namespace, &created.name, job.plan.total_replicas());
+        board.finish(Condition {
+            state: "Detached".into(),
+            reason: None,
+            message: Some(format!("submitted; %attach {} follows it", created.name)),
+        });
+        Ok(JobReport { kind: kind.clone(), namespace, name: created.name, outcome: Outcome::Detached, tail: Vec::new() })
     }
 
     async fn command(
