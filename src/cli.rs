@@ -1,4 +1,5 @@
-//! The command line: `ciao kernel`, `ciao install`, `ciao build`, `ciao run`.
+//! The command line: `ciao kernel`, `ciao install`, `ciao build`, `ciao run`
+//! (the last in [`crate::run`]).
 //!
 //! Each subcommand validates its options, builds what it needs and calls one
 //! function; errors become a message on stderr and a non-zero exit status.
@@ -29,6 +30,23 @@ pub enum Command {
     /// Build and push the image of one cell (magics + code) without running
     /// it; prints the image reference as the last line of stdout.
     Build(BuildArgs),
+    /// Run one cell (magics + code) exactly as the kernel runs it: build,
+    /// submit, follow, stream the logs. Exits 0 only if the job succeeded.
+    Run(RunArgs),
+}
+
+/// `ciao run [--config FILE] [--detach] CELL_FILE`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The ciao config file (default: CIAO_CONFIG, else ~/.ciao/config.yaml).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Return once the job exists, printing its name as the last line of stdout.
+    #[arg(long)]
+    pub detach: bool,
+    /// A file holding one cell: magic lines, then code.
+    #[arg(value_name = "CELL_FILE")]
+    pub cell: PathBuf,
 }
 
 /// `ciao build [--config FILE] CELL_FILE`.
@@ -79,6 +97,7 @@ impl Cli {
                 println!("Installed kernelspec {} in {}", args.name, dir.display());
             }),
             Command::Build(args) => build(&args),
+            Command::Run(args) => return crate::run::run(&args),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

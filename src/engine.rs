@@ -15,14 +15,14 @@ use std::sync::Mutex;
 
 use crate::backend::kubernetes::KubernetesBackend;
 use crate::backend::local::LocalBackend;
-use crate::backend::{Backend, CodeFile, Shipment, Submission};
+use crate::backend::{Backend, CodeFile, JobReport, Shipment, Submission};
 use crate::config::Config;
 use crate::frameworks::Frameworks;
 use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind, Progress, ProgressFn};
 use crate::interpreter::params::{BackendKind, Cell, JobCell, JobCommand, Provider};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
-use crate::output::{CellError, MimeBundle, Output, bundle};
+use crate::output::{CellError, MimeBundle, Output, OutputEvent, Stream, bundle};
 use crate::plan::{DEFAULT_FRAMEWORK, Plan};
 
 /// Where the configuration comes from.
@@ -194,6 +194,36 @@ impl Engine {
         out: &Output,
         cancel: &CancellationToken,
     ) -> Result<Option<MimeBundle>, CellError> {
+        self.run_job_report(config, job, plan, out, cancel, false).await?.into_cell_result()
+    }
+
+    /// Submits a job cell and returns as soon as the job exists
+    /// (`ciao run --detach`); the report's outcome is then `Detached`.
+    ///
+    /// # Errors
+    /// Not a job cell, or the phases' own errors.
+    pub async fn submit_cell(&self, code: &str, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError> {
+        let (config, cell, plan) = self.plan(code)?;
+        match (cell, plan) {
+            (Cell::Job(job), Some(plan)) if !job.params.dryrun => {
+                self.run_job_report(&config, &job, &plan, out, cancel, true).await
+            }
+            _ => Err(CellError::new(
+                "NotAJob",
+                "only a job cell can be submitted and left running; this cell is a command, a module or a %dryrun",
+            )),
+        }
+    }
+
+    async fn run_job_report(
+        &self,
+        config: &Config,
+        job: &JobCell,
+        plan: &Plan,
+        out: &Output,
+        cancel: &CancellationToken,
+        detach: bool,
+    ) -> Result<JobReport, CellError> {
         let (shipment, cell_digest) = match plan.provider {
             Provider::ConfigMap => {
                 let mut files: Vec<CodeFile> = self
@@ -237,13 +267,20 @@ impl Engine {
                     }
                 });
                 let built = self.build_image(config, job, plan, progress, cancel).await?;
-                out.stdout(format!("[ciao] image {}\n", built.reference));
+                // With the backend's own `[ciao]` lines: the Kubernetes backend
+                // keeps stdout for what the replicas print.
+                let stream = match plan.backend {
+                    BackendKind::Kubernetes => Stream::Stderr,
+                    BackendKind::Local => Stream::Stdout,
+                };
+                out.send(OutputEvent::Text(stream, format!("[ciao] image {}\n", built.reference)));
                 let digest = built.cell_digest.clone();
                 (Shipment::Image(built), digest)
             }
         };
         let submission = Submission { plan, config, shipment: &shipment, cell_digest: &cell_digest, session: &self.session };
-        self.backend(plan.backend).run(submission, out, cancel).await?.into_cell_result()
+        let backend = self.backend(plan.backend);
+        if detach { backend.submit(submission, out, cancel).await } else { backend.run(submission, out, cancel).await }
     }
 
     /// Phase 2 for a job cell: builds and publishes its image.

@@ -21,6 +21,7 @@ pub mod interpreter;
 pub mod kernel;
 pub mod output;
 pub mod plan;
+pub mod run;
 
 /// ciao's version, as recorded in image provenance and kernel_info.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -115,6 +115,21 @@ pub trait Backend: Send + Sync {
     /// [`Outcome::Failed`].
     async fn run(&self, job: Submission<'_>, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError>;
 
+    /// Submits the job and returns as soon as it exists (`ciao run
+    /// --detach`), with [`Outcome::Detached`].
+    ///
+    /// # Errors
+    /// As [`Backend::run`]; backends whose jobs cannot outlive the process
+    /// that started them refuse.
+    async fn submit(&self, job: Submission<'_>, out: &Output, cancel: &CancellationToken) -> Result<JobReport, CellError> {
+        let _ = (job, out, cancel);
+        Err(CellError::new(
+            "NotSupported",
+            "this backend cannot leave a job running: its jobs end with the process that runs them; \
+             use the Kubernetes backend (%backend=kubernetes) to submit and detach",
+        ))
+    }
+
     /// A job command (`%jobs`, `%logs`, `%attach`, `%delete`) in `namespace`
     /// (`None`: the backend's default).
     ///

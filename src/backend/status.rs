@@ -1,7 +1,9 @@
 //! What a running job looks like in the cell: one live table (a
 //! `display_data` with a display id, updated in place) plus a `[ciao]` line
-//! on stdout for each change a console reader needs (creation, pending
-//! reasons, the final condition and the elapsed time).
+//! for each change a console reader needs (creation, pending reasons, the
+//! final condition and the elapsed time), on stdout, or on stderr for a
+//! backend that keeps stdout for what the replicas print
+//! ([`StatusBoard::with_stream`]).
 //!
 //! Both backends report through a [`StatusBoard`]; it decides what is a
 //! change and how it is drawn.
@@ -9,7 +11,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use crate::output::{MimeBundle, Output, bundle};
+use crate::output::{MimeBundle, Output, OutputEvent, Stream, bundle};
 use crate::plan::escape;
 
 /// Minimum time between two table updates that are not forced.
@@ -41,6 +43,8 @@ pub struct Condition {
 #[derive(Debug)]
 pub struct StatusBoard {
     out: Output,
+    /// Where the `[ciao]` lines go.
+    stream: Stream,
     display_id: String,
     kind: String,
     name: String,
@@ -57,14 +61,20 @@ pub struct StatusBoard {
 impl StatusBoard {
     /// Starts the view of a job that was just created with `expected` replicas.
     pub fn new(out: Output, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
+        Self::with_stream(out, Stream::Stdout, kind, namespace, name, expected)
+    }
+
+    /// [`StatusBoard::new`] with the `[ciao]` lines on `stream`.
+    pub fn with_stream(out: Output, stream: Stream, kind: &str, namespace: &str, name: &str, expected: u32) -> Self {
         let display_id = format!("ciao-job-{}", uuid::Uuid::new_v4().simple());
-        out.stdout(format!(
+        out.send(OutputEvent::Text(stream, format!(
             "[ciao] {kind} {} created: {expected} replica{} expected\n",
             super::qualified_name(namespace, name),
             if expected == 1 { "" } else { "s" }
-        ));
+        )));
         let board = StatusBoard {
             out,
+            stream,
             display_id,
             kind: kind.to_string(),
             name: name.to_string(),
@@ -131,7 +141,7 @@ impl StatusBoard {
             let _ = write!(line, ", restarts {}", r.restarts);
         }
         line.push('\n');
-        self.out.stdout(line);
+        self.out.send(OutputEvent::Text(self.stream, line));
     }
 
     /// Records the job's condition (e.g. `Running`) without finishing it.
@@ -160,7 +170,7 @@ impl StatusBoard {
             let _ = write!(line, " ({})", one_line(m));
         }
         line.push('\n');
-        self.out.stdout(line);
+        self.out.send(OutputEvent::Text(self.stream, line));
         self.condition = condition;
         self.dirty = true;
         self.update(true);
@@ -287,7 +297,6 @@ pub fn format_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::{OutputEvent, Stream};
 
     fn events(rx: &mut tokio::sync::mpsc::UnboundedReceiver<OutputEvent>) -> Vec<OutputEvent> {
         std::iter::from_fn(|| rx.try_recv().ok()).collect()
@@ -344,6 +353,21 @@ mod tests {
         let text = last["text/plain"].as_str().unwrap();
         assert!(text.contains("Succeeded") && text.find("ps-0").unwrap() < text.find("worker-0").unwrap(), "{text}");
         assert!(last["text/html"].as_str().unwrap().contains("data-state=\"Succeeded\""));
+    }
+
+    #[test]
+    fn the_lines_can_go_to_stderr() {
+        let (out, mut rx) = Output::channel();
+        let mut board = StatusBoard::with_stream(out, Stream::Stderr, "TFJob", "ns", "tf-1", 1);
+        board.replica(state("worker-0", "Running", None));
+        let texts: Vec<_> = events(&mut rx).into_iter().filter_map(|e| match e {
+            OutputEvent::Text(s, t) => Some((s, t)),
+            _ => None,
+        }).collect();
+        assert_eq!(texts, [
+            (Stream::Stderr, "[ciao] TFJob ns/tf-1 created: 1 replica expected\n".to_string()),
+            (Stream::Stderr, "[ciao] worker-0 Running\n".to_string())
+        ]);
     }
 
     #[test]

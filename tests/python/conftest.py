@@ -74,16 +74,19 @@ def kernel_env(data_dir: pathlib.Path | None = None, **extra: str) -> dict[str, 
     return env
 
 
-def dryrun_text(resources: str = "(cluster defaults)") -> str:
-    """The text/plain of `%dryrun` for a plain python cell under the test environment (see Plan::to_bundle)."""
-    layout = pathlib.Path(os.environ["CIAO_HOME"]) / "oci"
+def dryrun_text(resources: str = "(cluster defaults)", backend: str = "local", target: str | None = None) -> str:
+    """The text/plain of `%dryrun` for a plain python cell under the test environment (see Plan::to_bundle);
+    `target` defaults to the local OCI layout of the `local` backend."""
+    if target is None:
+        layout = pathlib.Path(os.environ["CIAO_HOME"]) / "oci"
+        target = f"oci:{layout}:ciao/python"
     rows = [
         ("framework", "python"),
         ("job kind", "Job (batch/v1)"),
         ("base image", "docker.io/library/python:3.11-slim"),
-        ("target", f"oci:{layout}:ciao/python"),
+        ("target", target),
         ("namespace", "(from the cluster configuration)"),
-        ("backend", "local"),
+        ("backend", backend),
         ("provider", "image"),
         ("job name", "python-…"),
         ("cleanPolicy", "(operator default)"),

@@ -1,0 +1,210 @@
+"""The Kubernetes side of the end-to-end tests: a real docker-registry, test
+base images made with umoci + skopeo, and the Kubernetes API stand-in
+(the ``fake-cluster`` binary: a stand-in for tests and demos, not a
+Kubernetes API server; its simulated Kubeflow operators run each replica as
+a local process with the host's Python).
+
+One :class:`Stack` serves a whole pytest session (``stack()``); it is
+stopped at exit. Every location is a temporary directory and every port a
+free loopback port, so parallel sessions never meet.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+FAKE_CLUSTER_BIN = pathlib.Path(os.environ.get("FAKE_CLUSTER_BIN", REPO / "target" / "debug" / "fake-cluster")).resolve()
+SHARED = pathlib.Path(os.environ.get("CIAO_SHARED_DIR", REPO.parent / "shared"))
+CRDS = SHARED / "spec" / "kubeflow"
+
+# The framework images the tests use, pushed under the mirror prefix.
+BASE_IMAGES = [
+    "library/python:3.11-slim",
+    "tensorflow/tensorflow:2.16.1",
+    "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime",
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def require(tool: str, package: str) -> None:
+    if shutil.which(tool) is None:
+        raise RuntimeError(f"{tool} is not installed; install the Debian package {package} (tests/run-all does)")
+
+
+def run(*argv: str) -> str:
+    r = subprocess.run(list(argv), capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{r.stdout}\n{r.stderr}")
+    return r.stdout
+
+
+class Registry:
+    """``docker-registry serve`` over plain HTTP on a free loopback port."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        require("docker-registry", "docker-registry")
+        root.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            port = free_port()
+            config = root / f"registry-{port}.yml"
+            config.write_text(
+                "version: 0.1\nlog: {level: error}\n"
+                f"storage:\n  filesystem: {{rootdirectory: {root / 'data'}}}\n  delete: {{enabled: true}}\n"
+                f"http: {{addr: 127.0.0.1:{port}}}\nhealth: {{storagedriver: {{enabled: false}}}}\n"
+            )
+            self.log = open(root / f"registry-{port}.log", "w")
+            self.proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
+            self.host = f"127.0.0.1:{port}"
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                try:
+                    urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
+                    return
+                except OSError:
+                    time.sleep(0.05)
+            self.stop()
+        raise RuntimeError("docker-registry did not start")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def make_base(root: pathlib.Path) -> pathlib.Path:
+    """A small OCI image layout (tag ``base``) made with umoci: one layer with
+    a marker file, a PATH, no command (ciao sets it)."""
+    require("umoci", "umoci")
+    root.mkdir(parents=True, exist_ok=True)
+    layout = root / "layout"
+    bundle = root / "bundle"
+    image = f"{layout}:base"
+    run("umoci", "init", "--layout", str(layout))
+    run("umoci", "new", "--image", image)
+    run("umoci", "unpack", "--rootless", "--image", image, str(bundle))
+    marker = bundle / "rootfs" / "etc" / "ciao-base-release"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("ciao python test base\n")
+    # Never `umoci insert` (it writes truncated layers): unpack, change, repack.
+    run("umoci", "repack", "--refresh-bundle", "--image", image, str(bundle))
+    run("umoci", "config", "--image", image, "--config.env", "PATH=/usr/local/bin:/usr/bin:/bin")
+    return layout
+
+
+class FakeCluster:
+    """The ``fake-cluster`` binary, with the Kubeflow CRDs."""
+
+    def __init__(self, root: pathlib.Path, registry: str, *extra: str) -> None:
+        if not FAKE_CLUSTER_BIN.is_file():
+            raise RuntimeError(f"fake-cluster not found at {FAKE_CLUSTER_BIN}: run `cargo build --workspace --bins` or set FAKE_CLUSTER_BIN")
+        root.mkdir(parents=True, exist_ok=True)
+        self.kubeconfig = root / "kubeconfig"
+        self.log = open(root / "fake-cluster.log", "w")
+        argv = [
+            str(FAKE_CLUSTER_BIN), "--port", "0", "--kubeconfig-out", str(self.kubeconfig),
+            "--crd-dir", str(CRDS / "training-operator-v1.9.0"), "--crd-dir", str(CRDS / "trainer-v2"),
+            "--insecure-registry", registry, "--work-dir", str(root / "work"), *extra,
+        ]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        first = self.proc.stdout.readline().strip()
+        second = self.proc.stdout.readline().strip()
+        if not first.startswith("listening on "):
+            self.stop()
+            raise RuntimeError(f"fake-cluster did not start: {first!r} {second!r}; see {root / 'fake-cluster.log'}")
+        self.url = first.removeprefix("listening on ")
+
+    def admin(self, path: str, method: str = "GET", body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url + "/_fake/" + path, data=data, method=method, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            text = r.read().decode()
+        return json.loads(text) if text else None
+
+    def objects(self, resource: str, namespace: str = "default") -> list[dict[str, Any]]:
+        """Objects of ``plural.group`` (``pods``, ``tfjobs.kubeflow.org``) in ``namespace``."""
+        answer = self.admin(f"objects?resource={resource}")
+        items = answer.get(resource, []) if isinstance(answer, dict) else []
+        return [o for o in items if o.get("metadata", {}).get("namespace") == namespace]
+
+    def names(self, resource: str, namespace: str = "default") -> list[str]:
+        return sorted(o["metadata"]["name"] for o in self.objects(resource, namespace))
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Stack:
+    """Registry + base images + stand-in + a ciao config for kernels."""
+
+    def __init__(self) -> None:
+        self.root = pathlib.Path(tempfile.mkdtemp(prefix="ciao-kube-"))
+        self.registry = Registry(self.root / "registry")
+        require("skopeo", "skopeo")
+        layout = make_base(self.root / "base")
+        for image in BASE_IMAGES:
+            run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:base", f"docker://{self.registry.host}/mirror/{image}")
+        self.cluster = FakeCluster(self.root / "cluster", self.registry.host)
+        self.config = self.root / "ciao.yaml"
+        self.config.write_text(f"mirrors:\n  docker.io: {self.registry.host}/mirror\n")
+
+    def kernel_env(self) -> dict[str, str]:
+        """Settings a kernel needs to run jobs on the stand-in."""
+        return {
+            "CIAO_BACKEND": "kubernetes",
+            "KUBECONFIG": str(self.cluster.kubeconfig),
+            "CIAO_REGISTRY": f"{self.registry.host}/test",
+            "CIAO_INSECURE_REGISTRIES": self.registry.host,
+            "CIAO_CONFIG": str(self.config),
+        }
+
+    def stop(self) -> None:
+        self.cluster.stop()
+        self.registry.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+_STACK: Stack | None = None
+
+
+def stack() -> Stack:
+    """The session's stack, started on first use."""
+    global _STACK
+    if _STACK is None:
+        _STACK = Stack()
+        atexit.register(_STACK.stop)
+    return _STACK
+
+
+def wait_for(what: str, check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
