@@ -22,7 +22,7 @@ use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind,
 use crate::interpreter::params::{BackendKind, Cell, JobCell, JobCommand, Provider};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
-use crate::output::{CellError, MimeBundle, Output, OutputEvent, Stream, bundle};
+use crate::output::{CellError, MimeBundle, Output, bundle};
 use crate::plan::{DEFAULT_FRAMEWORK, Plan};
 
 /// Where the configuration comes from.
@@ -267,13 +267,9 @@ impl Engine {
                     }
                 });
                 let built = self.build_image(config, job, plan, progress, cancel).await?;
-                // With the backend's own `[ciao]` lines: the Kubernetes backend
-                // keeps stdout for what the replicas print.
-                let stream = match plan.backend {
-                    BackendKind::Kubernetes => Stream::Stderr,
-                    BackendKind::Local => Stream::Stdout,
-                };
-                out.send(OutputEvent::Text(stream, format!("[ciao] image {}\n", built.reference)));
+                // With the backends' own `[ciao]` lines: stdout carries only
+                // what the replicas print.
+                out.stderr(format!("[ciao] image {}\n", built.reference));
                 let digest = built.cell_digest.clone();
                 (Shipment::Image(built), digest)
             }

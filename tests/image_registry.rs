@@ -361,8 +361,9 @@ async fn a_kernel_cell_builds_and_shows_the_image_reference() {
             _ => {}
         }
     }
-    assert!(stdout.contains(&format!("[ciao] image {prefix}/python:ciao-")), "{stdout}");
-    assert!(stdout.contains(" Succeeded after "), "{stdout}");
+    assert!(stderr.contains(&format!("[ciao] image {prefix}/python:ciao-")), "{stderr}");
+    assert!(stderr.contains(" Succeeded after "), "{stderr}");
+    assert!(stdout.starts_with("[main-0] hello from ciao"), "stdout carries only what the replicas print: {stdout}");
     assert!(stderr.contains("ciao: pushed"), "{stderr}");
     // The builder lives in the engine: the next cell is warm.
     let before = engine.image_builder().requests();

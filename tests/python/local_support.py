@@ -68,7 +68,13 @@ class Result:
 
     @property
     def lines(self) -> list[str]:
+        """What the replicas printed (stdout)."""
         return self.stdout.splitlines()
+
+    @property
+    def status_lines(self) -> list[str]:
+        """ciao's own `[ciao]` lines and other kernel-side text (stderr)."""
+        return self.stderr.splitlines()
 
     def replica(self, name: str) -> list[str]:
         """The lines replica `name` printed, without their prefix."""
@@ -76,7 +82,7 @@ class Result:
         return [line[len(prefix):] for line in self.lines if line.startswith(prefix)]
 
     def job_name(self) -> str:
-        m = re.search(r"^\[ciao\] \S+ \(local\) (\S+) created: ", self.stdout, re.M)
+        m = re.search(r"^\[ciao\] \S+ \(local\) (\S+) created: ", self.stderr, re.M)
         assert m, f"no job was created:\n{self.stdout}\n{self.stderr}\n{self.error}"
         return m.group(1)
 

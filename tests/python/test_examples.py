@@ -93,7 +93,7 @@ def test_every_example_cell_file_runs_locally(tmp_path: pathlib.Path) -> None:
     results = run_notebook([(EXAMPLES / f).read_text() for f in files], EXAMPLES, env)
     for f, r in zip(files, results):
         assert r.status == "ok", (f, r.stdout, r.error)
-        assert " Succeeded after " in r.lines[-1], (f, r.stdout)
+        assert " Succeeded after " in r.status_lines[-1], (f, r.stderr)
         EXPECTED[f](r)
     assert leftovers(env) == []
 
@@ -129,7 +129,9 @@ def test_the_quickstart_runs_with_no_cluster_and_no_registry(tmp_path: pathlib.P
     assert p.returncode == 0, (p.stdout, p.stderr)
     r = Result(status="ok", stdout=p.stdout, stderr=p.stderr)
     check_tensorflow(r)
-    assert f"[ciao] TFJob (local) {r.job_name()} created: 3 replicas expected" in r.lines
+    # Replica lines are the job's output (stdout); ciao's own status lines go to stderr.
+    assert f"[ciao] TFJob (local) {r.job_name()} created: 3 replicas expected" in r.status_lines
+    assert not any(line.startswith("[ciao]") for line in r.lines)
     assert leftovers(env) == []
 
 

@@ -54,7 +54,7 @@ def test_a_tensorflow_ps_worker_job_prints_each_replicas_tf_config_task(tmp_path
     [r] = run_notebook([TF_CELL], tmp_path, env)
     assert r.status == "ok", (r.stdout, r.error)
     name = r.job_name()
-    assert f"[ciao] TFJob (local) {name} created: 3 replicas expected" in r.lines
+    assert f"[ciao] TFJob (local) {name} created: 3 replicas expected" in r.status_lines
     assert r.replica("worker-0")[0] == 'task {"index": 0, "type": "worker"}'
     assert r.replica("worker-1")[0] == 'task {"index": 1, "type": "worker"}'
     assert r.replica("ps-0")[0] == 'task {"index": 0, "type": "ps"}'
@@ -67,9 +67,10 @@ def test_a_tensorflow_ps_worker_job_prints_each_replicas_tf_config_task(tmp_path
     for n in ("ps-0", "worker-0", "worker-1"):
         assert r.replica(n)[2] == "environment cloud"
     # The parameter server was stopped when the workers were done, and the job succeeded.
-    assert "[ciao] worker-0 Succeeded: Completed" in r.lines
-    assert any(line.startswith("[ciao] ps-0 Deleted: Stopped") for line in r.lines), r.stdout
-    assert r.lines[-1].startswith(f"[ciao] TFJob (local) {name} Succeeded after ")
+    assert "[ciao] worker-0 Succeeded: Completed" in r.status_lines
+    assert any(line.startswith("[ciao] ps-0 Deleted: Stopped") for line in r.status_lines), r.stderr
+    assert not any(line.startswith("[ciao]") for line in r.lines), r.stdout
+    assert r.status_lines[-1].startswith(f"[ciao] TFJob (local) {name} Succeeded after ")
     assert "building on an empty base" in r.stderr, "no registry: the image is built on an empty base"
     assert leftovers(env) == [], "the job's directory is removed"
 
@@ -161,7 +162,7 @@ def test_bad_files_paths_are_refused_with_the_path_and_the_reason(
     assert r.status == "error" and r.error["ename"] == ename, r.error
     for w in words:
         assert w in r.error["evalue"], r.error["evalue"]
-    assert "never runs" not in r.stdout and "created" not in r.stdout
+    assert "never runs" not in r.stdout and "created" not in r.stderr
 
 
 def test_a_failing_replica_fails_the_cell_with_its_last_lines(tmp_path: pathlib.Path, env: dict[str, str]) -> None:
@@ -182,7 +183,7 @@ def test_a_failing_replica_fails_the_cell_with_its_last_lines(tmp_path: pathlib.
     tb = r.error["traceback"]
     assert "[worker-1] starting 1" in tb and "[worker-1] ValueError: boom on worker 1" in tb, tb
     assert not any(line.startswith("[worker-0]") for line in tb), "only the failing replica's lines"
-    assert any(line.startswith("[ciao] worker-0 Deleted: Stopped") for line in r.lines), r.stdout
+    assert any(line.startswith("[ciao] worker-0 Deleted: Stopped") for line in r.status_lines), r.stderr
     assert leftovers(env) == []
 
 
@@ -208,7 +209,7 @@ def test_an_interrupt_ends_every_replica_and_everything_they_started(kernel: Ker
     assert r.status == "error" and r.error["ename"] == "KeyboardInterrupt", r.error
     assert "were deleted" in r.error["evalue"]
     assert wait_gone(marker) == [], "no replica, child or grandchild outlives the interrupt"
-    assert r.lines[-1].startswith(f"[ciao] PyTorchJob (local) {r.job_name()} Deleted after ")
+    assert r.status_lines[-1].startswith(f"[ciao] PyTorchJob (local) {r.job_name()} Deleted after ")
     assert leftovers(env) == []
     # The kernel goes on.
     again = kernel.execute("print('next')")
@@ -246,10 +247,10 @@ def test_a_detached_job_keeps_running_and_jobs_logs_attach_delete_find_it(kernel
     attached = kernel.execute(f"%attach {name}")
     assert attached.status == "ok", attached.error
     assert attached.replica("main-0") == [f"tick {i}" for i in range(30)] + ["done"]
-    assert attached.lines[-1].startswith(f"[ciao] Job (local) {name} Succeeded after ")
+    assert attached.status_lines[-1].startswith(f"[ciao] Job (local) {name} Succeeded after ")
 
     deleted = kernel.execute(f"%delete {name}")
-    assert deleted.status == "ok" and f"Job (local) {name}: deleted it" in deleted.stdout
+    assert deleted.status == "ok" and f"Job (local) {name}: deleted it" in deleted.stderr
     assert name not in kernel.execute("%jobs").displays[0]["data"]["text/plain"]
     gone = kernel.execute(f"%logs {name}")
     assert gone.status == "error" and gone.error["ename"] == "NotFound" and "%jobs" in gone.error["evalue"]
@@ -261,7 +262,7 @@ def test_deleting_a_running_detached_job_stops_its_processes(kernel: Kernel) -> 
     name = r.job_name()
     assert processes_with(marker)
     deleted = kernel.execute(f"%delete {name}")
-    assert deleted.status == "ok" and "stopped its replicas and deleted it" in deleted.stdout
+    assert deleted.status == "ok" and "stopped its replicas and deleted it" in deleted.stderr
     assert wait_gone(marker) == []
 
 
@@ -269,7 +270,7 @@ def test_secret_env_is_a_clear_error_locally(tmp_path: pathlib.Path, env: dict[s
     [r] = run_notebook(["%secretEnv=TOKEN=my-secret:token\nprint(1)\n"], tmp_path, env)
     assert r.status == "error" and r.error["ename"] == "MagicError"
     assert "Kubernetes Secrets" in r.error["evalue"] and "%env" in r.error["evalue"]
-    assert "created" not in r.stdout
+    assert "created" not in r.stderr
 
 
 def test_env_precedence_is_image_then_cell_then_operator(tmp_path: pathlib.Path, env: dict[str, str]) -> None:
@@ -284,7 +285,7 @@ def test_env_precedence_is_image_then_cell_then_operator(tmp_path: pathlib.Path,
     assert r.status == "ok", r.error
     # The operator's variables win over %env (they come last in the pod spec).
     assert r.replica("worker-1") == ["yes 1 2 1", "[]"]
-    assert "kernel-secret" not in r.stdout
+    assert "kernel-secret" not in r.stdout + r.stderr
 
 
 def test_the_configmap_provider_ships_files_too_and_refuses_more_than_a_configmap_holds(
@@ -303,7 +304,7 @@ def test_the_configmap_provider_ships_files_too_and_refuses_more_than_a_configma
     )
     assert ok.status == "ok", (ok.stdout, ok.error)
     assert ok.replica("main-0") == ["spaces survive"]
-    assert "[ciao] image" not in ok.stdout, "no image is built for a ConfigMap"
+    assert "[ciao] image" not in ok.stdout + ok.stderr, "no image is built for a ConfigMap"
     assert big.status == "error" and big.error["ename"] == "FilesError"
     assert "more than a ConfigMap holds (1048576 bytes)" in big.error["evalue"] and "%provider=image" in big.error["evalue"]
 

@@ -40,7 +40,7 @@ def test_packages_install_into_a_job_venv_that_goes_with_the_job(tmp_path: pathl
     )
     [r] = run_notebook([cell], tmp_path, env, timeout=180)
     assert r.status == "ok", (r.stdout, r.error)
-    assert f"[ciao] installing {PACKAGE} into a virtual environment of this job" in r.stdout
+    assert f"[ciao] installing {PACKAGE} into a virtual environment of this job" in r.stderr
     assert any(line.startswith("[pip] Successfully installed ciao-local-test-pkg-1.0") for line in r.lines), r.stdout
     for w in ("worker-0", "worker-1"):
         assert r.replica(w) == ["from the private index", "in a venv: True True"]
@@ -73,7 +73,7 @@ def test_a_base_from_a_registry_and_the_code_read_back_from_the_pushed_image(tmp
         [r] = run_notebook([cell], tmp_path, env)
         assert r.status == "ok", (r.stdout, r.stderr, r.error)
         assert r.replica("main-0") == ["6"]
-        image = next(line.split()[-1] for line in r.lines if line.startswith("[ciao] image "))
+        image = next(line.split()[-1] for line in r.status_lines if line.startswith("[ciao] image "))
         assert image.startswith(f"{registry.host}/team/python:"), image
         assert "empty base" not in r.stderr
         layers = manifest_of(image)["layers"]

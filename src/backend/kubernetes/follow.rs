@@ -275,16 +275,21 @@ impl Follower<'_> {
 
     /// The job ended: no container will be waited for after its current
     /// log, and pods the watch has not shown yet are read once.
+    ///
+    /// The pods are read before the log followers hear that the job is
+    /// done: the job's condition can arrive before the pod event of a
+    /// container's last restart, and a follower told "done" first would stop
+    /// before reading that last run.
     async fn on_job_done(&mut self) {
-        self.job_done = true;
-        for task in self.tasks.values() {
-            task.view.send_modify(|v| v.job_done = true);
-        }
         let selector = jobs::pod_selector(self.t.kind.shape, self.t.job);
         if let Ok(list) = self.pods_api.list(&ListParams::default().labels(&selector)).await {
             for pod in &list.items {
                 self.on_pod(pod, false);
             }
+        }
+        self.job_done = true;
+        for task in self.tasks.values() {
+            task.view.send_modify(|v| v.job_done = true);
         }
     }
 

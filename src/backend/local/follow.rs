@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backend::Outcome;
 use crate::backend::logs::{LineSplitter, LogMux, PARTIAL_FLUSH};
 use crate::backend::status::{Condition, StatusBoard};
-use crate::output::Output;
+use crate::output::{Output, Stream};
 
 use super::job::{Event, Job, PIP_STREAM};
 
@@ -45,7 +45,7 @@ impl Follower {
         for s in &job.streams {
             mux.replica(s);
         }
-        let board = board.then(|| StatusBoard::new(out.clone(), &job.kind, "", &job.name, job.replicas as u32));
+        let board = board.then(|| StatusBoard::with_stream(out.clone(), Stream::Stderr, &job.kind, "", &job.name, job.replicas as u32));
         Follower {
             mux,
             splitters: job.streams.iter().map(|_| LineSplitter::new()).collect(),
@@ -66,7 +66,7 @@ impl Follower {
             self.cursor = read.next;
             if read.skipped > 0 {
                 self.mux.close_line();
-                self.out.stdout(format!(
+                self.out.stderr(format!(
                     "[ciao] {} earlier log events of {} were dropped (a local job keeps its last 32 MiB of output)\n",
                     read.skipped, job.name
                 ));
@@ -131,7 +131,7 @@ impl Follower {
             }
             Event::Note(text) => {
                 self.mux.close_line();
-                self.out.stdout(text);
+                self.out.stderr(text);
             }
             Event::Replica(state) => {
                 if let Some(b) = self.board.as_mut() {

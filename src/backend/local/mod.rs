@@ -133,7 +133,7 @@ impl LocalBackend {
             return Err(LocalError::SecretEnv);
         }
         if let Some(note) = ignored_note(plan) {
-            out.stdout(note);
+            out.stderr(note);
         }
         let name = self.unique_name(&plan.name_prefix, sub.cell_digest);
         let command: Vec<String> = match sub.shipment {
@@ -286,7 +286,7 @@ impl Backend for LocalBackend {
                 }
                 self.jobs().retain(|j| !Arc::ptr_eq(j, &job));
                 let what = if running { "stopped its replicas and deleted it" } else { "deleted it" };
-                out.stdout(format!("[ciao] {} {}: {what}\n", job.kind, job.name));
+                out.stderr(format!("[ciao] {} {}: {what}\n", job.kind, job.name));
                 Ok(None)
             }
             JobCommand::Modules | JobCommand::Help => {

@@ -8,7 +8,7 @@ use super::*;
 use crate::backend::CodeFile;
 use crate::frameworks::Frameworks;
 use crate::interpreter::params::{JobParams, RoleParams};
-use crate::output::{OutputEvent, Stream};
+use crate::output::OutputEvent;
 
 fn plan(framework: &str, roles: &[(&str, u32)], on_interrupt: OnInterrupt) -> Plan {
     let params = JobParams {
@@ -38,10 +38,12 @@ fn shipment(plan: &Plan, code: &str) -> Shipment {
     }
 }
 
-fn stdout(rx: &mut tokio::sync::mpsc::UnboundedReceiver<OutputEvent>) -> String {
+/// Everything the job showed as text: the replicas' lines (stdout) and the
+/// `[ciao]` lines (stderr), in order.
+fn text(rx: &mut tokio::sync::mpsc::UnboundedReceiver<OutputEvent>) -> String {
     let mut s = String::new();
     while let Ok(e) = rx.try_recv() {
-        if let OutputEvent::Text(Stream::Stdout, t) = e {
+        if let OutputEvent::Text(_, t) = e {
             s.push_str(&t);
         }
     }
@@ -55,7 +57,7 @@ async fn run(backend: &LocalBackend, plan: &Plan, code: &str, cancel: &Cancellat
     let sub =
         Submission { plan, config: &config, shipment: &ship, cell_digest: "sha256:0123456789abcdef", session: "s" };
     let report = backend.run(sub, &out, cancel).await.unwrap();
-    (report, stdout(&mut rx))
+    (report, text(&mut rx))
 }
 
 /// The workers finish once they reached the parameter server, which serves forever.
@@ -132,7 +134,7 @@ async fn run_until(backend: &LocalBackend, plan: &Plan, code: &str, line: &str) 
     let mut seen = String::new();
     let watch = async {
         while let Some(e) = rx.recv().await {
-            if let OutputEvent::Text(Stream::Stdout, t) = e {
+            if let OutputEvent::Text(_, t) = e {
                 seen.push_str(&t);
                 if !cancel.is_cancelled() && seen.contains(line) {
                     cancel.cancel();
@@ -179,9 +181,9 @@ async fn a_detached_job_is_listed_replayed_and_deleted_by_name() {
         .command(&JobCommand::Logs { name: name.clone(), follow: false }, &config, None, &out, &never)
         .await
         .unwrap();
-    assert_eq!(stdout(&mut rx), "[main-0] first\n");
+    assert_eq!(text(&mut rx), "[main-0] first\n");
     backend.command(&JobCommand::Delete { name: name.clone() }, &config, None, &out, &never).await.unwrap();
-    assert!(stdout(&mut rx).contains("stopped its replicas and deleted it"));
+    assert!(text(&mut rx).contains("stopped its replicas and deleted it"));
     let e = backend.command(&JobCommand::Attach { name }, &config, None, &out, &never).await.unwrap_err();
     assert_eq!(e.ename, "NotFound");
 }
