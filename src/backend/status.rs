@@ -171,6 +171,15 @@ impl StatusBoard {
         for clock in self.clocks.values_mut() {
             clock.1.get_or_insert(now);
         }
+        // Deleting a job deletes its replicas: the rows say so even when the
+        // pods' own deletions were not seen before the end.
+        if condition.state == "Deleted" {
+            for r in self.replicas.iter_mut().filter(|r| !is_final_phase(&r.phase)) {
+                r.phase = "Deleted".into();
+                r.reason = None;
+                r.message = None;
+            }
+        }
         let mut line = format!(
             "[ciao] {} {} {} after {}",
             self.kind,
@@ -424,6 +433,18 @@ mod tests {
         let frozen = board.bundle();
         std::thread::sleep(Duration::from_millis(20));
         assert_eq!(board.bundle(), frozen, "a finished table no longer changes");
+    }
+
+    #[test]
+    fn a_deleted_job_shows_its_unfinished_replicas_deleted() {
+        let (out, _rx) = Output::channel();
+        let mut board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 2);
+        board.replica(state("worker-0", "Running", None));
+        board.replica(state("worker-1", "Failed", Some("Error")));
+        board.finish(Condition { state: "Deleted".into(), reason: None, message: Some("interrupted".into()) });
+        let html = board.bundle()["text/html"].as_str().unwrap().to_string();
+        assert!(html.contains("data-replica=\"worker-0\" data-phase=\"Deleted\""), "{html}");
+        assert!(html.contains("data-replica=\"worker-1\" data-phase=\"Failed\""), "a finished replica keeps its phase: {html}");
     }
 
     #[test]
