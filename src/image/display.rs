@@ -16,6 +16,10 @@ use crate::backend::status::format_duration;
 use crate::output::{MimeBundle, Output, bundle};
 use crate::plan::escape;
 
+/// How the display ids of push displays begin (a command line prints them
+/// on stderr, apart from the job's output).
+pub const DISPLAY_ID_PREFIX: &str = "ciao-push-";
+
 /// Minimum time between two updates that are not the last.
 pub const MIN_UPDATE: Duration = Duration::from_millis(200);
 
@@ -59,7 +63,7 @@ impl PushDisplay {
     pub fn new(out: Output) -> Self {
         PushDisplay {
             out,
-            display_id: format!("ciao-push-{}", uuid::Uuid::new_v4().simple()),
+            display_id: format!("{DISPLAY_ID_PREFIX}{}", uuid::Uuid::new_v4().simple()),
             state: Arc::new(Mutex::new(State {
                 started: Instant::now(),
                 stage: Stage::Resolving,
