@@ -13,7 +13,6 @@ to ``target/screenshots/lab/`` (README, "Rich output")."""
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from conftest import kernel_env
 from frontends import LONG_CELL, TFJOB_CELL, TFJOB_LINES, Lab, notebook
 
 BROWSER_DIR = REPO / "tests" / "browser"
-SCREENSHOTS = pathlib.Path(os.environ.get("CIAO_SCREENSHOTS", REPO / "target" / "screenshots")) / "lab"
+SCREENSHOTS = REPO / "target" / "screenshots" / "lab"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -46,6 +45,7 @@ def kube():
 
 def test_jupyterlab_runs_a_tfjob_completes_magics_and_interrupts_a_job(kube, tmp_path) -> None:
     require_browser()
+    shutil.rmtree(SCREENSHOTS, ignore_errors=True)
     env = kernel_env(tmp_path / "data", **kube.kernel_env(), CIAO_LOG_COLORS="1")
     lab = Lab(tmp_path / "lab", env)
     try:
