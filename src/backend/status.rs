@@ -233,7 +233,7 @@ impl StatusBoard {
         );
         let mut text = format!("{title}\n");
         let width = self.replicas.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
-        let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {:>7}  {}", "replica", "phase", "restarts", "elapsed", "reason");
+        let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {:>7}  reason", "replica", "phase", "restarts", "elapsed");
         for r in &self.replicas {
             let row = format!("  {:<width$}  {:<10} {:>8}  {:>7}  {}", r.name, r.phase, r.restarts, self.replica_elapsed(&r.name), detail(r));
             let _ = writeln!(text, "{}", row.trim_end());
