@@ -139,6 +139,8 @@ struct File {
     pod_template: Option<serde_json::Value>,
     /// The training runtime a TrainJob uses without `%runtime=`.
     runtime: Option<String>,
+    /// Colour each replica's `[name]` prefix with ANSI colours (default false).
+    log_colors: Option<bool>,
 }
 
 /// The effective configuration: file + environment, validated.
@@ -176,6 +178,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     /// `host:port`s allowed over plain HTTP (`CIAO_INSECURE_REGISTRIES` and `insecure: true`).
     pub insecure: Vec<String>,
+    /// Colour replica prefixes in job logs (`logColors`, `CIAO_LOG_COLORS`).
+    pub log_colors: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -312,6 +316,11 @@ impl Config {
         insecure.sort();
         insecure.dedup();
 
+        let log_colors = match env.var("CIAO_LOG_COLORS") {
+            Some(v) => parse_bool(&v).map_err(|m| env_invalid("CIAO_LOG_COLORS", m))?,
+            None => file.log_colors.unwrap_or(false),
+        };
+
         let platform = env.var("CIAO_PLATFORM").or(file.platform.clone()).unwrap_or_else(|| "linux/amd64".into());
         if platform.split('/').count() < 2 {
             return Err(invalid(format!("platform {platform:?} must look like os/arch, e.g. linux/amd64")));
@@ -352,6 +361,7 @@ impl Config {
             role_resources,
             ca_file: env.var("CIAO_CA_FILE").map(PathBuf::from),
             insecure,
+            log_colors,
         })
     }
 
@@ -394,6 +404,14 @@ fn parse_backend(s: &str) -> Result<BackendKind, String> {
         "local" => Ok(BackendKind::Local),
         "kubernetes" | "k8s" => Ok(BackendKind::Kubernetes),
         other => Err(format!("backend {other:?} is not one of local, kubernetes")),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("{other:?} is not a yes/no value; use true or false")),
     }
 }
 
@@ -463,6 +481,16 @@ mod tests {
         assert_eq!(c.resources_for(Some("ps")).memory, Some(Quantity("1Gi".into())));
         assert_eq!(c.resources_for(Some("master")).gpu, Some(1));
         assert_eq!(c.resources_for(Some("chief")), Resources::default());
+    }
+
+    #[test]
+    fn log_colours_are_off_unless_the_file_or_the_environment_turns_them_on() {
+        assert!(!Config::from_yaml("", None, &env(&[])).unwrap().log_colors);
+        assert!(Config::from_yaml("logColors: true\n", None, &env(&[])).unwrap().log_colors);
+        assert!(!Config::from_yaml("logColors: true\n", None, &env(&[("CIAO_LOG_COLORS", "0")])).unwrap().log_colors);
+        assert!(Config::from_yaml("", None, &env(&[("CIAO_LOG_COLORS", "yes")])).unwrap().log_colors);
+        let e = Config::from_yaml("", None, &env(&[("CIAO_LOG_COLORS", "blue")])).unwrap_err().to_string();
+        assert!(e.contains("CIAO_LOG_COLORS") && e.contains("true or false"), "{e}");
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::backend::local::LocalBackend;
 use crate::backend::{Backend, CodeFile, JobReport, Shipment, Submission};
 use crate::config::Config;
 use crate::frameworks::Frameworks;
-use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind, Progress, ProgressFn};
+use crate::image::{self, BuildOptions, BuildResult, Layer, LayerFile, LayerKind, ProgressFn};
 use crate::interpreter::params::{BackendKind, Cell, JobCell, JobCommand, Provider};
 use crate::interpreter::{self, Completion, IsComplete};
 use crate::kernel::Language;
@@ -260,12 +260,8 @@ impl Engine {
                 (Shipment::ConfigMap { base_image: plan.base_image.clone(), files }, digest)
             }
             Provider::Image => {
-                let o = out.clone();
-                let progress: ProgressFn = Arc::new(move |p: &Progress| {
-                    if let Some(line) = p.line() {
-                        o.stderr(format!("{line}\n"));
-                    }
-                });
+                // One display updated in place: bytes, blobs, time.
+                let progress = image::PushDisplay::new(out.clone()).progress_fn();
                 let built = self.build_image(config, job, plan, progress, cancel).await?;
                 // With the backends' own `[ciao]` lines: stdout carries only
                 // what the replicas print.

@@ -60,9 +60,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
     })
 }
 
-/// Prints text as it comes; returns the displays as they last looked.
+/// Prints text as it comes; returns the displays as they last looked. The
+/// image push display goes to stderr, as it last looked, when the output ends.
 async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<OutputEvent>) -> Vec<MimeBundle> {
     let mut displays: Vec<(Option<String>, MimeBundle)> = Vec::new();
+    let mut pushes: Vec<(String, MimeBundle)> = Vec::new();
     while let Some(event) = rx.recv().await {
         match event {
             OutputEvent::Text(Stream::Stdout, t) => {
@@ -73,12 +75,23 @@ async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<OutputEvent>)
             OutputEvent::Text(Stream::Stderr, t) => {
                 let _ = std::io::stderr().lock().write_all(t.as_bytes());
             }
+            OutputEvent::Display { data, display_id: Some(id) } if id.starts_with(crate::image::display::DISPLAY_ID_PREFIX) => {
+                pushes.push((id, data));
+            }
             OutputEvent::Display { data, display_id } => displays.push((display_id, data)),
             OutputEvent::UpdateDisplay { data, display_id } => {
-                if let Some(d) = displays.iter_mut().find(|(id, _)| id.as_deref() == Some(display_id.as_str())) {
+                if let Some(d) = pushes.iter_mut().find(|(id, _)| *id == display_id) {
+                    d.1 = data;
+                } else if let Some(d) = displays.iter_mut().find(|(id, _)| id.as_deref() == Some(display_id.as_str())) {
                     d.1 = data;
                 }
             }
+        }
+    }
+    let mut err = std::io::stderr().lock();
+    for (_, d) in &pushes {
+        if let Some(t) = plain(d) {
+            let _ = writeln!(err, "[ciao] {}", t.trim_end());
         }
     }
     displays.into_iter().map(|(_, d)| d).collect()

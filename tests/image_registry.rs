@@ -353,18 +353,25 @@ async fn a_kernel_cell_builds_and_shows_the_image_reference() {
     let (out, mut rx) = ciao::output::Output::channel();
     let shown = engine.run_cell(CODE, &out, &CancellationToken::new()).await.unwrap();
     assert_eq!(shown, None);
-    let (mut stdout, mut stderr) = (String::new(), String::new());
+    let (mut stdout, mut push) = (String::new(), None);
     while let Ok(ev) = rx.try_recv() {
         match ev {
-            ciao::output::OutputEvent::Text(ciao::output::Stream::Stderr, t) => stderr.push_str(&t),
             ciao::output::OutputEvent::Text(ciao::output::Stream::Stdout, t) => stdout.push_str(&t),
+            ciao::output::OutputEvent::UpdateDisplay { data, .. } => {
+                let text = data["text/plain"].as_str().unwrap_or_default().to_string();
+                if text.starts_with("image ") {
+                    push = Some(text);
+                }
+            }
             _ => {}
         }
     }
     assert!(stderr.contains(&format!("[ciao] image {prefix}/python:ciao-")), "{stderr}");
     assert!(stderr.contains(" Succeeded after "), "{stderr}");
     assert!(stdout.starts_with("[main-0] hello from ciao"), "stdout carries only what the replicas print: {stdout}");
-    assert!(stderr.contains("ciao: pushed"), "{stderr}");
+    // The push is one display updated in place; its last state has the totals.
+    let push = push.expect("the push display was updated");
+    assert!(push.starts_with(&format!("image pushed {prefix}/python:ciao-")) && push.contains(" uploaded · "), "{push}");
     // The builder lives in the engine: the next cell is warm.
     let before = engine.image_builder().requests();
     engine.run_cell("print('next')\n", &out, &CancellationToken::new()).await.unwrap();

@@ -46,6 +46,9 @@ async fn a_succeeding_cell_prints_its_lines_then_the_table_and_exits_0() {
     assert!(lines.next().unwrap().starts_with(&format!("Job default/{name} · Succeeded · ")), "{stdout}");
     assert_eq!(stdout.matches(&format!("Job default/{name} ·")).count(), 1, "the table once, as it ended: {stdout}");
     assert!(stderr.contains("[ciao] image ") && stderr.contains(&format!("[ciao] Job default/{name} Succeeded after ")), "{stderr}");
+    // The push display, as it ended, on stderr: stdout is the job's.
+    let push = stderr.lines().find(|l| l.starts_with("[ciao] image pushed ")).expect(&stderr);
+    assert!(push.contains(" sent · blobs: ") && push.contains(" uploaded · "), "{push}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

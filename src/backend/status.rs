@@ -8,6 +8,7 @@
 //! Both backends report through a [`StatusBoard`]; it decides what is a
 //! change and how it is drawn.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ pub struct StatusBoard {
     namespace: String,
     expected: u32,
     replicas: Vec<ReplicaState>,
+    /// When each replica was first seen and when it reached a final phase.
+    clocks: HashMap<String, (Instant, Option<Instant>)>,
     condition: Condition,
     started: Instant,
     finished: Option<Duration>,
@@ -81,6 +84,7 @@ impl StatusBoard {
             namespace: namespace.to_string(),
             expected,
             replicas: Vec::new(),
+            clocks: HashMap::new(),
             condition: Condition { state: "Created".into(), reason: None, message: None },
             started: Instant::now(),
             finished: None,
@@ -103,6 +107,13 @@ impl StatusBoard {
 
     /// Records a replica's state; a change of phase or reason prints a line.
     pub fn replica(&mut self, state: ReplicaState) {
+        let now = Instant::now();
+        let clock = self.clocks.entry(state.name.clone()).or_insert((now, None));
+        if is_final_phase(&state.phase) {
+            clock.1.get_or_insert(now);
+        } else {
+            clock.1 = None;
+        }
         let changed = match self.replicas.iter_mut().find(|r| r.name == state.name) {
             Some(r) if *r == state => false,
             Some(r) => {
@@ -156,6 +167,19 @@ impl StatusBoard {
     /// Ends the view: prints the final condition and the elapsed time.
     pub fn finish(&mut self, condition: Condition) {
         self.finished = Some(self.started.elapsed());
+        let now = Instant::now();
+        for clock in self.clocks.values_mut() {
+            clock.1.get_or_insert(now);
+        }
+        // Deleting a job deletes its replicas: the rows say so even when the
+        // pods' own deletions were not seen before the end.
+        if condition.state == "Deleted" {
+            for r in self.replicas.iter_mut().filter(|r| !is_final_phase(&r.phase)) {
+                r.phase = "Deleted".into();
+                r.reason = None;
+                r.message = None;
+            }
+        }
         let mut line = format!(
             "[ciao] {} {} {} after {}",
             self.kind,
@@ -209,9 +233,10 @@ impl StatusBoard {
         );
         let mut text = format!("{title}\n");
         let width = self.replicas.iter().map(|r| r.name.len()).max().unwrap_or(7).max(7);
-        let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {}", "replica", "phase", "restarts", "reason");
+        let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {:>7}  reason", "replica", "phase", "restarts", "elapsed");
         for r in &self.replicas {
-            let _ = writeln!(text, "  {:<width$}  {:<10} {:>8}  {}", r.name, r.phase, r.restarts, detail(r));
+            let row = format!("  {:<width$}  {:<10} {:>8}  {:>7}  {}", r.name, r.phase, r.restarts, self.replica_elapsed(&r.name), detail(r));
+            let _ = writeln!(text, "{}", row.trim_end());
         }
         if let Some(reason) = &self.condition.reason {
             let _ = write!(text, "  {}: {reason}", self.condition.state);
@@ -230,7 +255,7 @@ impl StatusBoard {
         let mut html = format!(
             "<div class=\"ciao-job\" data-state=\"{state}\"><div><b>{kind}</b> {name} · \
              <span class=\"ciao-job-state\" style=\"color:{colour};font-weight:bold\">{state}</span> · {elapsed}</div>\
-             <table><thead><tr><th>replica</th><th>phase</th><th>restarts</th><th>reason</th></tr></thead><tbody>",
+             <table><thead><tr><th>replica</th><th>phase</th><th>restarts</th><th>elapsed</th><th>reason</th></tr></thead><tbody>",
             state = escape(&self.condition.state),
             kind = escape(&self.kind),
             name = escape(&super::qualified_name(&self.namespace, &self.name)),
@@ -239,10 +264,11 @@ impl StatusBoard {
         for r in &self.replicas {
             let _ = write!(
                 html,
-                "<tr data-replica=\"{n}\"><td>{n}</td><td>{p}</td><td>{rs}</td><td>{d}</td></tr>",
+                "<tr data-replica=\"{n}\" data-phase=\"{p}\"><td>{n}</td><td>{p}</td><td>{rs}</td><td>{t}</td><td>{d}</td></tr>",
                 n = escape(&r.name),
                 p = escape(&r.phase),
                 rs = r.restarts,
+                t = self.replica_elapsed(&r.name),
                 d = escape(&detail(r))
             );
         }
@@ -257,6 +283,21 @@ impl StatusBoard {
         html.push_str("</div>");
         bundle(text, Some(html))
     }
+}
+
+impl StatusBoard {
+    /// How long replica `name` has been seen (frozen once it ended).
+    fn replica_elapsed(&self, name: &str) -> String {
+        match self.clocks.get(name) {
+            Some((seen, ended)) => format_duration(ended.unwrap_or_else(Instant::now).saturating_duration_since(*seen)),
+            None => String::new(),
+        }
+    }
+}
+
+/// Phases after which a replica's clock stops.
+fn is_final_phase(phase: &str) -> bool {
+    matches!(phase, "Succeeded" | "Failed" | "Deleted")
 }
 
 fn detail(r: &ReplicaState) -> String {
@@ -368,6 +409,42 @@ mod tests {
             (Stream::Stderr, "[ciao] TFJob ns/tf-1 created: 1 replica expected\n".to_string()),
             (Stream::Stderr, "[ciao] worker-0 Running\n".to_string())
         ]);
+    }
+
+    #[test]
+    fn each_row_shows_phase_restarts_and_an_elapsed_time_that_stops_when_the_replica_ends() {
+        let (out, _rx) = Output::channel();
+        let mut board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 2);
+        board.replica(ReplicaState { restarts: 2, ..state("worker-0", "Running", None) });
+        board.replica(state("ps-0", "Succeeded", None));
+        std::thread::sleep(Duration::from_millis(30));
+        let text = board.bundle()["text/plain"].as_str().unwrap().to_string();
+        let row = |name: &str| text.lines().find(|l| l.trim_start().starts_with(name)).unwrap().split_whitespace().map(String::from).collect::<Vec<_>>();
+        assert_eq!(text.lines().nth(1).unwrap().split_whitespace().collect::<Vec<_>>(), ["replica", "phase", "restarts", "elapsed", "reason"]);
+        let (w, p) = (row("worker-0"), row("ps-0"));
+        assert_eq!(w[..3], ["worker-0", "Running", "2"]);
+        assert_eq!(p[..3], ["ps-0", "Succeeded", "0"]);
+        let ms = |s: &str| s.strip_suffix("ms").unwrap().parse::<u64>().unwrap();
+        assert!(ms(&w[3]) >= 30, "the running replica's clock runs: {text}");
+        assert!(ms(&p[3]) < 30, "the finished replica's clock stopped: {text}");
+        board.finish(Condition { state: "Succeeded".into(), reason: None, message: None });
+        let html = board.bundle()["text/html"].as_str().unwrap().to_string();
+        assert!(html.contains("<th>elapsed</th>") && html.contains("<tr data-replica=\"worker-0\" data-phase=\"Running\"><td>worker-0</td><td>Running</td><td>2</td><td>"), "{html}");
+        let frozen = board.bundle();
+        std::thread::sleep(Duration::from_millis(20));
+        assert_eq!(board.bundle(), frozen, "a finished table no longer changes");
+    }
+
+    #[test]
+    fn a_deleted_job_shows_its_unfinished_replicas_deleted() {
+        let (out, _rx) = Output::channel();
+        let mut board = StatusBoard::new(out, "TFJob", "ns", "tf-1", 2);
+        board.replica(state("worker-0", "Running", None));
+        board.replica(state("worker-1", "Failed", Some("Error")));
+        board.finish(Condition { state: "Deleted".into(), reason: None, message: Some("interrupted".into()) });
+        let html = board.bundle()["text/html"].as_str().unwrap().to_string();
+        assert!(html.contains("data-replica=\"worker-0\" data-phase=\"Deleted\""), "{html}");
+        assert!(html.contains("data-replica=\"worker-1\" data-phase=\"Failed\""), "a finished replica keeps its phase: {html}");
     }
 
     #[test]

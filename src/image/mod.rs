@@ -16,13 +16,15 @@
 //! blob streams), `base.rs`
 //! (fetching and caching bases), `target.rs` (the publisher trait),
 //! `registry.rs` and `layout.rs` (publishers), `extract.rs` (ciao's layers
-//! back out of an image), `progress.rs` (events), `builder.rs` (the entry
+//! back out of an image), `progress.rs` (events), `display.rs` (the
+//! events as one display updated in place), `builder.rs` (the entry
 //! point), `error.rs`.
 
 pub mod auth;
 pub mod base;
 pub mod builder;
 pub mod client;
+pub mod display;
 pub mod error;
 pub mod extract;
 pub mod failure;
@@ -41,5 +43,6 @@ pub use error::ImageError;
 pub use extract::extract_added_layers;
 pub use layer::{CodeBundle, Layer, LayerFile, LayerKind, code_bundle, sha256_digest};
 pub use mutate::{Image, append};
+pub use display::PushDisplay;
 pub use progress::{Progress, ProgressFn};
 pub use target::{Published, Publisher};

@@ -105,8 +105,14 @@ def test_a_tfjob_prints_each_replicas_task_under_its_prefix(kernel, kube) -> Non
     assert job["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "ciao"
     assert set(job["spec"]["tfReplicaSpecs"]) == {"PS", "Worker"}
     assert any(c["type"] == "Succeeded" and c["status"] == "True" for c in job["status"]["conditions"])
-    table = r.of("display_data")[0]
+    push, table = r.of("display_data")
+    assert re.match(r"image resolving on \S*tensorflow/tensorflow:2\.16\.1 · ", push["data"]["text/plain"]), push
     assert table["data"]["text/plain"].startswith(f"TFJob default/{name} · ")
+    # Each display is updated in place under its own id: the push reaches
+    # "pushed" with its totals, the table the job's final condition.
+    updates = {u["transient"]["display_id"]: u["data"]["text/plain"] for u in r.of("update_display_data")}
+    assert re.fullmatch(r"image pushed \S+/tensorflow:ciao-\S+ · \S+ \S+ sent · blobs: \d+ skipped, \d+ mounted, \d+ uploaded · \S+",
+                        updates[push["transient"]["display_id"]]), updates
     assert r.of("update_display_data")[-1]["data"]["text/plain"].startswith(f"TFJob default/{name} · Succeeded · ")
     # cleanPolicy=all: the job stays, its pods go.
     wait_for("the pods to be cleaned up", lambda: not [p for p in kube.cluster.names("pods") if p.startswith(name)])
@@ -228,7 +234,8 @@ def test_a_notebook_runs_jobs_with_nbclient(kube, tmp_path) -> None:
     stderr = "".join(o["text"] for o in first if o["output_type"] == "stream" and o["name"] == "stderr")
     name = re.search(r"\[ciao\] PyTorchJob default/(\S+) created", stderr).group(1)
     # The live table was updated in place: nbclient keeps its last state.
-    table = [o for o in first if o["output_type"] == "display_data"]
-    assert len(table) == 1 and table[0]["data"]["text/plain"].startswith(f"PyTorchJob default/{name} · Succeeded · ")
+    push, table = [o for o in first if o["output_type"] == "display_data"]
+    assert push["data"]["text/plain"].startswith("image pushed "), push
+    assert table["data"]["text/plain"].startswith(f"PyTorchJob default/{name} · Succeeded · ")
     (result,) = [o for o in nb.cells[1].outputs if o["output_type"] == "execute_result"]
     assert name in result["data"]["text/plain"]

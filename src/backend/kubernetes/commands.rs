@@ -40,16 +40,16 @@ pub async fn run(
         JobCommand::Logs { name, follow } => {
             let (kind, job) = find_job(cluster, &kinds, namespace, name).await?;
             if *follow {
-                follow_logs(cluster, &kind, namespace, &job, out, cancel).await
+                follow_logs(cluster, &kind, namespace, &job, config.log_colors, out, cancel).await
             } else {
-                print_logs(cluster, &kind, namespace, &job, out).await?;
+                print_logs(cluster, &kind, namespace, &job, config.log_colors, out).await?;
                 Ok(None)
             }
         }
         JobCommand::Attach { name } => {
             let (kind, job) = find_job(cluster, &kinds, namespace, name).await?;
             let expected = jobs::expected_replicas(kind.shape, &job);
-            let target = Target { cluster, kind: &kind, namespace, job: &job, expected, status: true };
+            let target = Target { cluster, kind: &kind, namespace, job: &job, expected, status: true, colors: config.log_colors };
             super::follow_to_end(&target, OnInterrupt::Detach, out, cancel).await?.into_cell_result()
         }
         JobCommand::Delete { name } => {
@@ -221,7 +221,7 @@ fn job_name(job: &Value) -> &str {
 }
 
 /// `%logs NAME`: every replica's log so far, prefixed.
-async fn print_logs(cluster: &Cluster, kind: &JobKind, namespace: &str, job: &Value, out: &Output) -> Result<(), CellError> {
+async fn print_logs(cluster: &Cluster, kind: &JobKind, namespace: &str, job: &Value, colors: bool, out: &Output) -> Result<(), CellError> {
     let pods = job_pods(cluster, kind, namespace, job).await?;
     let name = job_name(job);
     if pods.is_empty() {
@@ -229,7 +229,7 @@ async fn print_logs(cluster: &Cluster, kind: &JobKind, namespace: &str, job: &Va
         return Ok(());
     }
     let api: Api<Pod> = Api::namespaced(cluster.client.clone(), namespace);
-    let mut mux = LogMux::new(out.clone(), false);
+    let mut mux = LogMux::new(out.clone(), colors);
     for pod in &pods {
         let (Some(pod_name), Some(container)) = (pod.metadata.name.clone(), jobs::main_container(pod, &kind.container)) else {
             continue;
@@ -259,10 +259,11 @@ async fn follow_logs(
     kind: &JobKind,
     namespace: &str,
     job: &Value,
+    colors: bool,
     out: &Output,
     cancel: &CancellationToken,
 ) -> Result<Option<MimeBundle>, CellError> {
-    let target = Target { cluster, kind, namespace, job, expected: 0, status: false };
+    let target = Target { cluster, kind, namespace, job, expected: 0, status: false, colors };
     let followed = follow::follow(&target, out, cancel).await?;
     let name = job_name(job);
     let what = format!("{} {namespace}/{name}", kind.resource.kind);

@@ -44,6 +44,8 @@ pub struct Target<'a> {
     pub expected: u32,
     /// Show the live table and `[ciao]` lines (not for `%logs --follow`).
     pub status: bool,
+    /// Colour each replica's prefix (`logColors`).
+    pub colors: bool,
 }
 
 /// How following ended.
@@ -149,7 +151,7 @@ pub async fn follow(t: &Target<'_>, out: &Output, cancel: &CancellationToken) ->
         t,
         out: out.clone(),
         pods_api: pods_api.clone(),
-        mux: LogMux::new(out.clone(), false),
+        mux: LogMux::new(out.clone(), t.colors),
         board,
         slots: Vec::new(),
         tasks: HashMap::new(),

@@ -146,7 +146,7 @@ impl Backend for KubernetesBackend {
         let namespace = job.plan.namespace.clone().unwrap_or_else(|| cluster.default_namespace.clone());
         let created = submit::submit(&cluster, &job, &namespace, out, cancel).await?;
         let expected = job.plan.total_replicas();
-        let target = Target { cluster: &cluster, kind: &created.kind, namespace: &namespace, job: &created.job, expected, status: true };
+        let target = Target { cluster: &cluster, kind: &created.kind, namespace: &namespace, job: &created.job, expected, status: true, colors: job.config.log_colors };
         follow_to_end(&target, job.plan.on_interrupt, out, cancel).await
     }
 

@@ -39,9 +39,9 @@ pub struct Follower {
 
 impl Follower {
     /// A view from the job's first event; with `board`, the live table
-    /// (which announces the job).
-    pub fn new(job: &Job, out: &Output, board: bool) -> Follower {
-        let mut mux = LogMux::new(out.clone(), false);
+    /// (which announces the job); with `colors`, coloured replica prefixes.
+    pub fn new(job: &Job, out: &Output, board: bool, colors: bool) -> Follower {
+        let mut mux = LogMux::new(out.clone(), colors);
         for s in &job.streams {
             mux.replica(s);
         }

@@ -181,9 +181,10 @@ impl LocalBackend {
         job: &Arc<Job>,
         out: &Output,
         on_interrupt: OnInterrupt,
+        colors: bool,
         cancel: &CancellationToken,
     ) -> JobReport {
-        let mut follower = Follower::new(job, out, true);
+        let mut follower = Follower::new(job, out, true, colors);
         let outcome = match follower.run(job, true, cancel).await {
             Ended::Finished(outcome) => outcome,
             Ended::Cancelled | Ended::CaughtUp => match on_interrupt {
@@ -252,13 +253,13 @@ impl Backend for LocalBackend {
             }
             j = self.start(sub, out) => j?,
         };
-        Ok(self.follow(&job, out, sub.plan.on_interrupt, cancel).await)
+        Ok(self.follow(&job, out, sub.plan.on_interrupt, sub.config.log_colors, cancel).await)
     }
 
     async fn command(
         &self,
         command: &JobCommand,
-        _config: &Config,
+        config: &Config,
         _namespace: Option<&str>,
         out: &Output,
         cancel: &CancellationToken,
@@ -267,21 +268,21 @@ impl Backend for LocalBackend {
             JobCommand::Jobs => Ok(Some(self.jobs_bundle())),
             JobCommand::Logs { name, follow } => {
                 let job = self.find(name)?;
-                let mut f = Follower::new(&job, out, false);
+                let mut f = Follower::new(&job, out, false, config.log_colors);
                 f.run(&job, *follow, cancel).await;
                 Ok(None)
             }
             JobCommand::Attach { name } => {
                 let job = self.find(name)?;
                 // Interrupting an attached cell leaves the job running.
-                self.follow(&job, out, OnInterrupt::Detach, cancel).await.into_cell_result()
+                self.follow(&job, out, OnInterrupt::Detach, config.log_colors, cancel).await.into_cell_result()
             }
             JobCommand::Delete { name } => {
                 let job = self.find(name)?;
                 let running = job.outcome().is_none();
                 job.stop.cancel();
                 if running {
-                    let mut f = Follower::new(&job, &Output::channel().0, false);
+                    let mut f = Follower::new(&job, &Output::channel().0, false, false);
                     f.run(&job, true, &CancellationToken::new()).await;
                 }
                 self.jobs().retain(|j| !Arc::ptr_eq(j, &job));
