@@ -129,6 +129,12 @@ impl Engine {
                 self.run_job(&config, &job, &plan, out, cancel).await
             }
             Cell::Command(JobCommand::Help) => Ok(Some(interpreter::help_bundle(&Self::frameworks(&config)?))),
+            Cell::Command(JobCommand::HelpOn(name)) => {
+                let doc = interpreter::magic_help(&name, &Self::frameworks(&config)?)
+                    .map_err(|e| CellError::new("MagicError", e))?;
+                out.page(doc);
+                Ok(None)
+            }
             Cell::Command(JobCommand::Modules) => Ok(Some(self.modules_bundle())),
             Cell::Command(command) => {
                 let (_, _, plan) = self.plan("")?;

@@ -45,6 +45,9 @@ pub enum OutputEvent {
     Display { data: MimeBundle, display_id: Option<String> },
     /// Replace the display shown earlier under `display_id`.
     UpdateDisplay { data: MimeBundle, display_id: String },
+    /// Documentation for the front end's pager (an execute_reply `page`
+    /// payload in a notebook), not part of the cell's output.
+    Page(MimeBundle),
 }
 
 /// A cheap, cloneable handle phases write their output to.
@@ -73,6 +76,11 @@ impl Output {
 
     pub fn stderr(&self, text: impl Into<String>) {
         self.send(OutputEvent::Text(Stream::Stderr, text.into()));
+    }
+
+    /// Sends `data` to the pager (see [`OutputEvent::Page`]).
+    pub fn page(&self, data: MimeBundle) {
+        self.send(OutputEvent::Page(data));
     }
 
     pub fn display(&self, data: MimeBundle, display_id: Option<String>) {

@@ -79,6 +79,7 @@ async fn print_events(mut rx: tokio::sync::mpsc::UnboundedReceiver<OutputEvent>)
                 pushes.push((id, data));
             }
             OutputEvent::Display { data, display_id } => displays.push((display_id, data)),
+            OutputEvent::Page(data) => displays.push((None, data)),
             OutputEvent::UpdateDisplay { data, display_id } => {
                 if let Some(d) = pushes.iter_mut().find(|(id, _)| *id == display_id) {
                     d.1 = data;

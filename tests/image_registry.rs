@@ -353,10 +353,11 @@ async fn a_kernel_cell_builds_and_shows_the_image_reference() {
     let (out, mut rx) = ciao::output::Output::channel();
     let shown = engine.run_cell(CODE, &out, &CancellationToken::new()).await.unwrap();
     assert_eq!(shown, None);
-    let (mut stdout, mut push) = (String::new(), None);
+    let (mut stdout, mut stderr, mut push) = (String::new(), String::new(), None);
     while let Ok(ev) = rx.try_recv() {
         match ev {
             ciao::output::OutputEvent::Text(ciao::output::Stream::Stdout, t) => stdout.push_str(&t),
+            ciao::output::OutputEvent::Text(ciao::output::Stream::Stderr, t) => stderr.push_str(&t),
             ciao::output::OutputEvent::UpdateDisplay { data, .. } => {
                 let text = data["text/plain"].as_str().unwrap_or_default().to_string();
                 if text.starts_with("image ") {

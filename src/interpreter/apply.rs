@@ -322,10 +322,16 @@ pub(crate) fn cmd_modules(args: &[&str]) -> Result<JobCommand, String> {
 }
 
 pub(crate) fn cmd_help(args: &[&str]) -> Result<JobCommand, String> {
-    if args.is_empty() {
-        Ok(JobCommand::Help)
-    } else {
-        Err("%help takes no arguments: write %help (for one magic, put the cursor on it and press Shift-Tab)".into())
+    match args {
+        [] => Ok(JobCommand::Help),
+        [name] => {
+            let name = name.trim_start_matches('%').split('=').next().unwrap_or_default();
+            if name.is_empty() {
+                return Err("%help needs a magic's name after it: write %help framework (or %help alone for all)".into());
+            }
+            Ok(JobCommand::HelpOn(name.to_string()))
+        }
+        _ => Err("%help takes at most one magic's name: write %help framework (or %help alone for all)".into()),
     }
 }
 

@@ -111,6 +111,22 @@ pub fn help_markdown(frameworks: &Frameworks) -> String {
     out
 }
 
+/// `%help NAME`: the documentation of magic `%NAME` (a role magic is
+/// described for the default framework's roles), or an error naming the
+/// nearest magic.
+///
+/// # Errors
+/// When no magic is called `name`.
+pub fn magic_help(name: &str, frameworks: &Frameworks) -> Result<MimeBundle, String> {
+    match super::magics::lookup(name, frameworks) {
+        Some(spec) => Ok(magic_doc(spec, spec.is_role().then_some(name), frameworks, None)),
+        None => Err(match super::magics::nearest(name, super::magics::all_names(frameworks).into_iter()) {
+            Some(near) => format!("%help: no magic is called %{name}; did you mean %{near}? (%help alone lists them)"),
+            None => format!("%help: no magic is called %{name}; %help alone lists them"),
+        }),
+    }
+}
+
 /// One magic's documentation for inspection: text/plain and text/markdown.
 ///
 /// `role` is the role magic under the cursor (for the role row) and

@@ -263,8 +263,8 @@ pub static MAGICS: &[MagicSpec] = &[
         "%modules", "%modules",
         "Lists the modules kept by %module=."),
     magic!("help", Commands, Args, Any, false, Command(apply::cmd_help),
-        "%help", "%help",
-        "Shows this reference."),
+        "%help [MAGIC]", "%help framework",
+        "Shows this reference; with a magic's name, that magic's documentation in the pager (as Shift-Tab does)."),
 ];
 
 impl MagicSpec {

@@ -20,7 +20,7 @@ mod pyscan;
 mod validate;
 
 pub use complete::{Completion, complete, inspect};
-pub use help::{help_bundle, help_markdown};
+pub use help::{help_bundle, help_markdown, magic_help};
 pub use is_complete::{IsComplete, is_complete};
 pub use magics::{Group, MAGICS, MagicSpec, ROLE, ValueKind, Values, find as find_magic};
 pub use parse::{MagicError, parse};

@@ -42,6 +42,8 @@ pub enum JobCommand {
     Modules,
     /// `%help`: the magics reference.
     Help,
+    /// `%help MAGIC`: one magic's documentation, for the pager.
+    HelpOn(String),
 }
 
 /// A Kubernetes quantity as the user wrote it, already validated

@@ -19,6 +19,7 @@
 //! finishes sending; this happens before the failed cell's reply, so nothing
 //! sent after the client saw that reply is aborted.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -91,7 +92,10 @@ impl<L: Language> Kernel<L> {
             self.out.publish(self.session.child(req, "execute_input", input)).await;
         }
 
-        let result = self.run_cell(req, &request).await;
+        let (result, pages) = self.run_cell(req, &request).await;
+        // Documentation for the pager (`%help MAGIC`), as IPython sends `obj?`.
+        let payload: Vec<Value> =
+            pages.into_iter().map(|data| json!({"source": "page", "data": data, "start": 0})).collect();
 
         match result {
             Ok(bundle) => {
@@ -106,7 +110,7 @@ impl<L: Language> Kernel<L> {
                 json!({
                     "status": "ok",
                     "execution_count": count,
-                    "payload": [],
+                    "payload": payload,
                     "user_expressions": self.user_expressions(&request.user_expressions),
                 })
             }
@@ -135,15 +139,16 @@ impl<L: Language> Kernel<L> {
         }
     }
 
-    /// Runs the cell on its own task, forwarding output until it ends.
-    async fn run_cell(&self, req: &Message, request: &ExecuteRequest) -> Result<Option<MimeBundle>, CellError> {
+    /// Runs the cell on its own task, forwarding output until it ends;
+    /// returns its result and what it sent to the pager.
+    async fn run_cell(&self, req: &Message, request: &ExecuteRequest) -> (Result<Option<MimeBundle>, CellError>, Vec<MimeBundle>) {
         let cancel = CancellationToken::new();
         self.set_running(Some(cancel.clone()));
         let (out, mut rx) = Output::channel();
         let lang = std::sync::Arc::clone(&self.lang);
         let code = request.code.clone();
         let mut task = tokio::spawn(async move { lang.execute(&code, out, cancel).await });
-        let forward = Forwarder { kernel: self, parent: req, silent: request.silent };
+        let forward = Forwarder { kernel: self, parent: req, silent: request.silent, pages: Mutex::new(Vec::new()) };
 
         let joined = loop {
             tokio::select! {
@@ -160,10 +165,11 @@ impl<L: Language> Kernel<L> {
             forward.forward(event, &mut rx).await;
         }
         self.set_running(None);
-        joined.unwrap_or_else(|e| {
+        let result = joined.unwrap_or_else(|e| {
             tracing::error!("the cell's task failed: {e}");
             Err(CellError::new("KernelError", "the cell stopped unexpectedly (an internal error); the kernel is still running"))
-        })
+        });
+        (result, forward.pages.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
     fn user_expressions(&self, exprs: &Map<String, Value>) -> Value {
@@ -222,6 +228,8 @@ struct Forwarder<'a, L: Language> {
     kernel: &'a Kernel<L>,
     parent: &'a Message,
     silent: bool,
+    /// Pager documents, for the execute_reply's payload.
+    pages: Mutex<Vec<MimeBundle>>,
 }
 
 impl<L: Language> Forwarder<'_, L> {
@@ -253,6 +261,7 @@ impl<L: Language> Forwarder<'_, L> {
                     let content = json!({"data": data, "metadata": {}, "transient": {"display_id": display_id}});
                     self.publish("update_display_data", content).await;
                 }
+                OutputEvent::Page(data) => self.pages.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(data),
             }
         }
     }

@@ -81,6 +81,8 @@ class CiaoKernelTests(jupyter_kernel_test.KernelTests):
     ]
 
     code_inspect_sample = "%framework=tensorflow"
+    # One magic's documentation goes to the pager (an execute_reply payload).
+    code_page_something = "%help framework"
 
     # Set in setUpClass (the target names the session's registry).
     code_execute_result: list[dict[str, str]] = []

@@ -392,6 +392,21 @@ def test_execution_count_advances_only_for_stored_cells_and_silent_publishes_not
     assert reply["content"]["execution_count"] == 2
 
 
+def test_help_on_one_magic_goes_to_the_pager_and_a_wrong_name_suggests_the_nearest(kc) -> None:
+    reply, iopub = execute(kc, "%help framework")
+    assert reply["content"]["status"] == "ok"
+    [page] = reply["content"]["payload"]
+    assert page["source"] == "page" and page["start"] == 0
+    text = page["data"]["text/plain"]
+    assert "%framework=" in text and "tensorflow" in text and "trainjob" in text, text
+    # Only the pager shows it: nothing on iopub between busy and idle.
+    assert [m["msg_type"] for m in iopub if m["msg_type"] != "status"] == ["execute_input"]
+    reply, _ = execute(kc, "%help framwork")
+    assert reply["content"]["status"] == "error" and reply["content"]["ename"] == "MagicError"
+    assert "did you mean %framework?" in reply["content"]["evalue"]
+    assert reply["content"]["payload"] == []
+
+
 def test_user_expressions_are_answered_per_expression(kc) -> None:
     reply, _ = execute(kc, "%dryrun\nprint(1)", user_expressions={"fw": "framework", "bad": "nonsense"})
     ue = reply["content"]["user_expressions"]

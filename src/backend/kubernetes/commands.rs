@@ -57,7 +57,7 @@ pub async fn run(
             delete(cluster, &kind, namespace, &job, out).await?;
             Ok(None)
         }
-        JobCommand::Modules | JobCommand::Help => {
+        JobCommand::Modules | JobCommand::Help | JobCommand::HelpOn(_) => {
             Err(CellError::new("InternalError", "this command is answered by the kernel, not the backend"))
         }
     }

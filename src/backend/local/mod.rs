@@ -290,7 +290,7 @@ impl Backend for LocalBackend {
                 out.stderr(format!("[ciao] {} {}: {what}\n", job.kind, job.name));
                 Ok(None)
             }
-            JobCommand::Modules | JobCommand::Help => {
+            JobCommand::Modules | JobCommand::Help | JobCommand::HelpOn(_) => {
                 Err(CellError::new("InternalError", "%modules and %help are answered by the kernel, not by a backend"))
             }
         }

@@ -470,6 +470,26 @@ fn job_commands_parse_alone_in_their_cell() {
     assert_eq!(cmd("%delete mnist-7f3c"), JobCommand::Delete { name: "mnist-7f3c".into() });
     assert_eq!(cmd("%modules"), JobCommand::Modules);
     assert_eq!(cmd("%help"), JobCommand::Help);
+    assert_eq!(cmd("%help framework"), JobCommand::HelpOn("framework".into()));
+    assert_eq!(cmd("%help %worker="), JobCommand::HelpOn("worker".into()));
+}
+
+#[test]
+fn help_takes_at_most_one_magic_name() {
+    err_at("%help framework worker", 1, &["at most one magic's name", "%help framework"]);
+    err_at("%help %", 1, &["needs a magic's name"]);
+}
+
+#[test]
+fn help_on_a_magic_is_its_documentation_or_the_nearest_name() {
+    let f = Frameworks::embedded();
+    let doc = crate::interpreter::magic_help("framework", f).unwrap();
+    let text = doc["text/plain"].as_str().unwrap();
+    assert!(text.contains("%framework=") && text.contains("tensorflow") && text.contains("trainjob"), "{text}");
+    let role = crate::interpreter::magic_help("ps", f).unwrap();
+    assert!(role["text/plain"].as_str().unwrap().contains("%ps="), "{role:?}");
+    let e = crate::interpreter::magic_help("framwork", f).unwrap_err();
+    assert!(e.contains("no magic is called %framwork") && e.contains("did you mean %framework?"), "{e}");
 }
 
 #[test]
@@ -489,7 +509,6 @@ fn command_arguments_are_checked() {
     err_at("%attach", 1, &["%attach NAME"]);
     err_at("%delete Bad_Name", 1, &["not a valid job name"]);
     err_at("%jobs all", 1, &["takes no arguments"]);
-    err_at("%help cpu", 1, &["takes no arguments", "Shift-Tab"]);
     err_at("%jobs=1", 1, &["takes no '='"]);
 }
 
