@@ -141,6 +141,7 @@ fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Response<Full<Byte
         .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), signing_input.as_bytes(), &mut sig)
         .unwrap();
     let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+    super::canary::issued(&token);
     let body = json!({"token": token, "access_token": token, "expires_in": 300});
     Response::builder()
         .header("content-type", "application/json")
