@@ -183,7 +183,8 @@ fn proxied_kubeconfig(h: &Harness, proxy_url: Option<&str>) -> std::path::PathBu
         &path,
         format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: http://cluster.ciao-test.invalid:{port}\n{proxy}\
-             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{}}\n"
+             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{token: {token}}}\n",
+            token = support::canary::get("kube-token")
         ),
     )
     .unwrap();
