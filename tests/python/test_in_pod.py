@@ -152,3 +152,25 @@ def test_in_a_pod_the_service_account_and_a_mounted_registry_secret_run_jobs_acr
     assert "TRACE" in text, text[-2000:]
     assert_no_canary(r, log)
     assert_no_canary(r2, log)
+
+
+def test_a_wrong_registry_password_is_a_401_naming_its_source_without_the_password(kernel, pod) -> None:
+    config, registry = pod["config"], pod["registry"]
+    original = config.read_text()
+    wrong = canary.get("wrong-password")
+    # The ciao config's entry comes before the mounted Secret: its wrong password is the one tried.
+    config.write_text(original.replace("    insecure: true\n", f"    insecure: true\n    username: {USER}\n    password: {wrong}\n", 1))
+    try:
+        r = execute(kernel, "%framework=tensorflow\n%worker=1\nprint('never runs')\n")
+    finally:
+        config.write_text(original)
+    assert r.status == "error"
+    error = r.reply["content"]
+    assert error["ename"] == "RegistryError", error
+    assert "401" in error["evalue"] and f'ciao config registries."{registry.host}"' in error["evalue"], error
+    assert f"user {USER}" in error["evalue"], error
+    assert_no_canary(r, kernel[2])
+    # Back to the mounted Secret: the next cell pushes again.
+    r = execute(kernel, "%framework=tensorflow\n%worker=1\nprint('pushed again', flush=True)\n")
+    assert r.status == "ok", (r.reply, r.stream("stderr"))
+    assert r.lines() == ["[worker-0] pushed again"]
