@@ -4,6 +4,7 @@
 # holds a small seed set that is). Not part of CI.
 #
 # Usage: fuzz/run.sh [SECONDS_PER_TARGET] [TARGET...]   (default 300 s, all targets)
+#        FUZZ_RUNS=10000000 fuzz/run.sh 0 magics         (a fixed number of executions instead)
 #
 # cargo-fuzz needs nightly-only flags; a stable toolchain accepts them with
 # RUSTC_BOOTSTRAP=1. Targets build optimised with debug assertions (so
@@ -30,8 +31,10 @@ for t in "${targets[@]}"; do
   [ -d "seeds/$t" ] && seeds=("seeds/$t")
   echo "== $t for ${seconds} s"
   log="logs/$t.log"
+  budget=(-max_total_time="$seconds")
+  [ -n "${FUZZ_RUNS:-}" ] && budget=(-runs="$FUZZ_RUNS")
   if ! cargo fuzz run "${flags[@]}" "$t" "corpus/$t" "${seeds[@]}" -- \
-      -max_total_time="$seconds" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+      "${budget[@]}" -max_len=65536 -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       >"$log" 2>&1; then
     echo "   $t FOUND A CRASH: see $log and artifacts/$t/"
     status=1

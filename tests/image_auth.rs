@@ -19,19 +19,27 @@ use tokio_util::sync::CancellationToken;
 
 const CODE: &str = "\nprint('authenticated')\n";
 const ROBOT: &str = "robot$ciao";
-const ROBOT_PW: &str = "r0b0t-Pa$$word-canary";
 const ALICE: &str = "alice";
-const ALICE_PW: &str = "alice-s3cret-canary";
+
+/// The robot's password (a canary: see tests/canaries).
+fn robot_pw() -> &'static str {
+    support::canary::get("registry-password")
+}
+
+/// Alice's password, at the basic-auth registry and the token endpoint (a canary).
+fn alice_pw() -> &'static str {
+    support::canary::get("token-endpoint-password")
+}
 
 fn basic_registry() -> &'static Registry {
     static R: OnceLock<Registry> = OnceLock::new();
-    R.get_or_init(|| Registry::start(false, Auth::Htpasswd(&[(ROBOT, ROBOT_PW), (ALICE, ALICE_PW)])))
+    R.get_or_init(|| Registry::start(false, Auth::Htpasswd(&[(ROBOT, robot_pw()), (ALICE, alice_pw())])))
 }
 
 fn token_registry() -> &'static (TokenServer, Registry) {
     static R: OnceLock<(TokenServer, Registry)> = OnceLock::new();
     R.get_or_init(|| {
-        let t = TokenServer::start(&[(ALICE, ALICE_PW)]);
+        let t = TokenServer::start(&[(ALICE, alice_pw())]);
         let r = Registry::start(false, Auth::Token(&t));
         (t, r)
     })
@@ -50,10 +58,11 @@ fn registry_entry(host: &str, extra: &str) -> String {
 
 #[tokio::test]
 async fn basic_auth_with_a_robot_user_from_the_ciao_config() {
+    let rpw = robot_pw();
     let r = basic_registry();
-    let base = base_in(r, (ROBOT, ROBOT_PW));
+    let base = base_in(r, (ROBOT, robot_pw()));
     let pw_file = support::fresh_dir("pw-").join("password");
-    std::fs::write(&pw_file, format!("{ROBOT_PW}\n")).unwrap();
+    std::fs::write(&pw_file, format!("{rpw}\n")).unwrap();
     let c = config(&registry_entry(&r.host, &format!("    username: {ROBOT}\n    passwordFile: {}\n", pw_file.display())));
     let target = format!("{}/{}", r.host, support::repo("robot-app"));
     let lines = Lines::default();
@@ -65,18 +74,19 @@ async fn basic_auth_with_a_robot_user_from_the_ciao_config() {
     let access = r.access_for(mark, &[&target, &base]);
     assert!(access.iter().all(|a| a.status != 401), "every request carried the credentials: {access:#?}");
     assert!(uploaded(&access).len() == 2, "only the code layer and the config: {access:#?}");
-    assert!(!lines.text().contains(ROBOT_PW));
+    assert!(!lines.text().contains(robot_pw()));
     assert!(built.reference.starts_with(&target));
 }
 
 #[tokio::test]
 async fn credentials_from_docker_config_auths() {
+    let apw = alice_pw();
     let r = basic_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
+    let base = base_in(r, (ALICE, alice_pw()));
     let home = support::fresh_dir("home-");
     std::fs::create_dir_all(home.join(".docker")).unwrap();
     use base64::Engine as _;
-    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{ALICE}:{ALICE_PW}"));
+    let auth = base64::engine::general_purpose::STANDARD.encode(format!("{ALICE}:{apw}"));
     std::fs::write(home.join(".docker/config.json"), format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, r.host)).unwrap();
     let c = config(&registry_entry(&r.host, ""));
     let o = image::BuildOptions { env: [("HOME".to_string(), home.display().to_string())].into(), ..options() };
@@ -87,12 +97,13 @@ async fn credentials_from_docker_config_auths() {
 
 #[tokio::test]
 async fn credentials_from_a_mounted_dockerconfigjson() {
+    let apw = alice_pw();
     let r = basic_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
+    let base = base_in(r, (ALICE, alice_pw()));
     let secret = support::fresh_dir("secret-");
     std::fs::write(
         secret.join(".dockerconfigjson"),
-        format!(r#"{{"auths":{{"{}":{{"username":"{ALICE}","password":"{ALICE_PW}"}}}}}}"#, r.host),
+        format!(r#"{{"auths":{{"{}":{{"username":"{ALICE}","password":"{apw}"}}}}}}"#, r.host),
     )
     .unwrap();
     let c = config(&format!("{}dockerConfig: {}\n", registry_entry(&r.host, ""), secret.display()));
@@ -102,9 +113,10 @@ async fn credentials_from_a_mounted_dockerconfigjson() {
 
 #[test]
 fn credentials_from_a_docker_credential_helper() {
+    let apw = alice_pw();
     let r = basic_registry();
     let mirror = format!("{}/mirror-{}", r.host, support::repo("helper"));
-    Bases::get().push("base", &format!("{mirror}/library/python:3.11-slim"), Push { creds: Some((ALICE, ALICE_PW)), ..Push::default() });
+    Bases::get().push("base", &format!("{mirror}/library/python:3.11-slim"), Push { creds: Some((ALICE, alice_pw())), ..Push::default() });
     let dir = support::fresh_dir("helper-");
     let bin = dir.join("bin");
     std::fs::create_dir(&bin).unwrap();
@@ -112,7 +124,7 @@ fn credentials_from_a_docker_credential_helper() {
     std::fs::write(
         &helper,
         format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || {{ echo \"credentials not found in native keychain\"; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{ALICE}\",\"Secret\":\"{ALICE_PW}\"}}' \"$server\"\n",
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\n[ \"$server\" = \"{}\" ] || {{ echo \"credentials not found in native keychain\"; exit 1; }}\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{ALICE}\",\"Secret\":\"{apw}\"}}' \"$server\"\n",
             r.host
         ),
     )
@@ -134,16 +146,17 @@ fn credentials_from_a_docker_credential_helper() {
         .arg(dir.join("cell.py"))
         .output()
         .unwrap();
+    support::canary::capture_output(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).trim_end().lines().last().unwrap().starts_with(&prefix));
-    assert!(!stderr.contains(ALICE_PW));
+    assert!(!stderr.contains(alice_pw()));
 }
 
 #[tokio::test]
 async fn missing_credentials_name_every_source_tried() {
     let r = basic_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
+    let base = base_in(r, (ALICE, alice_pw()));
     let c = config(&registry_entry(&r.host, ""));
     let target = format!("{}/{}", r.host, support::repo("nocreds"));
     let e = build(&image::Builder::new(), &c, &plan(&c, &base, Some(&target), &[]), CODE, &options()).await.unwrap_err();
@@ -158,8 +171,8 @@ async fn missing_credentials_name_every_source_tried() {
 #[tokio::test]
 async fn wrong_credentials_are_refused_without_showing_the_password() {
     let r = basic_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
-    let wrong = "not-the-password-canary";
+    let base = base_in(r, (ALICE, alice_pw()));
+    let wrong = support::canary::get("wrong-password");
     let c = config(&registry_entry(&r.host, &format!("    username: {ALICE}\n    password: {wrong}\n")));
     let target = format!("{}/{}", r.host, support::repo("wrong"));
     let e = build(&image::Builder::new(), &c, &plan(&c, &base, Some(&target), &[]), CODE, &options()).await.unwrap_err();
@@ -172,9 +185,9 @@ async fn wrong_credentials_are_refused_without_showing_the_password() {
 #[test]
 fn ciao_build_never_prints_the_password() {
     let r = basic_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
+    let base = base_in(r, (ALICE, alice_pw()));
     let dir = support::fresh_dir("cli-wrong-");
-    let wrong = "cli-wrong-password-canary";
+    let wrong = support::canary::get("wrong-password");
     let prefix = format!("{}/{}", r.host, support::repo("cli-wrong"));
     std::fs::write(
         dir.join("config.yaml"),
@@ -202,6 +215,7 @@ fn ciao_build_never_prints_the_password() {
         .arg(dir.join("cell.py"))
         .output()
         .unwrap();
+    support::canary::capture_output(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("401 Unauthorized") && stderr.contains("user alice"), "{stderr}");
@@ -210,10 +224,11 @@ fn ciao_build_never_prints_the_password() {
 
 #[tokio::test]
 async fn token_auth_mounts_across_repositories_with_one_token() {
+    let apw = alice_pw();
     let (t, r) = token_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
+    let base = base_in(r, (ALICE, alice_pw()));
     let base_repo = support::registry::repo_of(&base);
-    let c = config(&registry_entry(&r.host, &format!("    username: {ALICE}\n    password: {ALICE_PW}\n")));
+    let c = config(&registry_entry(&r.host, &format!("    username: {ALICE}\n    password: {apw}\n")));
     let app = support::repo("token-app");
     let target = format!("{}/{app}", r.host);
     let builder = image::Builder::new();
@@ -243,8 +258,8 @@ async fn token_auth_mounts_across_repositories_with_one_token() {
 #[tokio::test]
 async fn token_auth_with_a_wrong_password_names_the_sources() {
     let (_, r) = token_registry();
-    let base = base_in(r, (ALICE, ALICE_PW));
-    let wrong = "token-wrong-canary";
+    let base = base_in(r, (ALICE, alice_pw()));
+    let wrong = support::canary::get("wrong-password");
     let c = config(&registry_entry(&r.host, &format!("    username: {ALICE}\n    password: {wrong}\n")));
     let target = format!("{}/{}", r.host, support::repo("token-wrong"));
     let e = build(&image::Builder::new(), &c, &plan(&c, &base, Some(&target), &[]), CODE, &options()).await.unwrap_err();

@@ -117,6 +117,7 @@ fn ciao_build_without_a_registry_writes_the_layout() {
     .unwrap();
     std::fs::write(dir.join("cell.py"), CODE).unwrap();
     let out = tools::ciao().arg("build").arg("--config").arg(dir.join("config.yaml")).arg(dir.join("cell.py")).output().unwrap();
+    support::canary::capture_output(&out);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let last = String::from_utf8_lossy(&out.stdout).lines().last().unwrap().to_string();
     assert!(last.starts_with(&format!("oci:{}:ciao/python:ciao-", layout.display())) && last.contains("@sha256:"), "{last}");

@@ -321,6 +321,7 @@ fn ciao_build_prints_the_reference_as_the_last_line() {
     std::fs::write(dir.join("cell.py"), CODE).unwrap();
     let run = || {
         let out = tools::ciao().arg("build").arg("--config").arg(dir.join("config.yaml")).arg(dir.join("cell.py")).output().unwrap();
+        support::canary::capture_output(&out);
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         assert!(out.status.success(), "ciao build failed:\n{stderr}");

@@ -122,6 +122,7 @@ fn http_proxy_from_the_environment_is_used() {
         .arg(dir.join("cell.py"))
         .output()
         .unwrap();
+    support::canary::capture_output(&out);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let through: Vec<_> = proxy.access().into_iter().filter(|(_, p, _)| p.contains(&support::registry::repo_of(&prefix))).collect();
     assert!(through.iter().any(|(m, p, s)| m == "PUT" && p.contains("/manifests/") && *s == 201), "{through:#?}");

@@ -31,6 +31,7 @@ fn ciao(h: &Harness, args: &[&str]) -> tokio::process::Command {
 
 async fn output(mut cmd: tokio::process::Command) -> (i32, String, String) {
     let out = cmd.output().await.unwrap();
+    support::canary::capture_output(&out);
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
 }
 
@@ -102,7 +103,7 @@ async fn a_fresh_process_reaches_an_in_cluster_api_server_over_tls() {
     let h = Harness::start_with(
         |o| {
             o.tls = true;
-            o.token = Some("cli-token".into());
+            o.token = Some(support::canary::get("kube-token").into());
             o.serviceaccount_dir = Some(sa.clone());
         },
         "",

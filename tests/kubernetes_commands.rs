@@ -94,8 +94,9 @@ async fn a_context_without_a_namespace_means_default() {
         &kubeconfig,
         format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: {}\n\
-             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{}}\n",
-            h.cluster.url()
+             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{token: {}}}\n",
+            h.cluster.url(),
+            support::canary::get("kube-token")
         ),
     )
     .unwrap();

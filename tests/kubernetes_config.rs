@@ -59,6 +59,8 @@ async fn run(backend: &KubernetesBackend, config: &Config, code: &str) -> (Resul
             _ => {}
         }
     }
+    let error = report.as_ref().err().map(|e| format!("{e}\n{e:?}")).unwrap_or_default();
+    support::canary::capture("rust-engine", &format!("{stdout}\n{stderr}\n{error}"));
     (report, stdout, stderr)
 }
 
@@ -78,7 +80,7 @@ fn replace(path: &Path, text: &str) {
 async fn in_cluster_over_tls_with_a_rotating_service_account_token() {
     let secrets = support::fresh_dir("secrets-");
     let server_token = secrets.join("accepted-token");
-    std::fs::write(&server_token, "token-one").unwrap();
+    std::fs::write(&server_token, support::canary::get("kube-token")).unwrap();
     let sa = secrets.join("serviceaccount");
     let h = Harness::start_with(
         |o| {
@@ -90,7 +92,7 @@ async fn in_cluster_over_tls_with_a_rotating_service_account_token() {
         "",
     )
     .await;
-    assert_eq!(std::fs::read_to_string(sa.join("token")).unwrap(), "token-one");
+    assert_eq!(std::fs::read_to_string(sa.join("token")).unwrap(), support::canary::get("kube-token"));
     let port = h.cluster.url().rsplit(':').next().unwrap().to_string();
     let backend = KubernetesBackend::with_env(env(&[
         ("KUBERNETES_SERVICE_HOST", "127.0.0.1".into()),
@@ -106,20 +108,20 @@ async fn in_cluster_over_tls_with_a_rotating_service_account_token() {
     assert_eq!(stdout, "[main-0] inside the cluster\n");
 
     // The token rotates: the server accepts only the new one from now on.
-    replace(&server_token, "token-two");
-    replace(&sa.join("token"), "token-two");
+    replace(&server_token, support::canary::get("kube-token-rotated"));
+    replace(&sa.join("token"), support::canary::get("kube-token-rotated"));
     let (report, stdout, _) = run(&backend, &cfg, "print('after rotation')\n").await;
     assert_eq!(report.unwrap().outcome, Outcome::Succeeded);
     assert_eq!(stdout, "[main-0] after rotation\n");
 
     // A token the server does not accept is a clear error, without the token.
-    replace(&sa.join("token"), "stale-token-canary");
+    replace(&sa.join("token"), support::canary::get("wrong-password"));
     let (report, _, _) = run(&backend, &cfg, "print('rejected')\n").await;
     let e = report.unwrap_err();
     assert_eq!(e.ename, "Unauthorized");
     assert!(e.evalue.contains("401") && e.evalue.contains(&h.cluster.url()), "{}", e.evalue);
-    assert!(!e.to_string().contains("stale-token-canary"));
-    replace(&sa.join("token"), "token-two");
+    assert!(support::canary::leaks(&format!("{e}\n{e:?}"), &[]).is_empty(), "{e:?}");
+    replace(&sa.join("token"), support::canary::get("kube-token-rotated"));
     let (report, _, _) = run(&backend, &cfg, "print('accepted again')\n").await;
     assert_eq!(report.unwrap().outcome, Outcome::Succeeded);
 }
@@ -128,12 +130,12 @@ async fn in_cluster_over_tls_with_a_rotating_service_account_token() {
 async fn a_kubeconfig_token_file_is_read_again_when_it_changes() {
     let secrets = support::fresh_dir("secrets-");
     let token = secrets.join("token");
-    std::fs::write(&token, "kc-one").unwrap();
+    std::fs::write(&token, support::canary::get("kube-token")).unwrap();
     let h = Harness::start_with(|o| o.token_file = Some(token.clone()), "").await;
     let backend = KubernetesBackend::with_env(env(&[]));
     let cfg = config(&h, Some(h.cluster.kubeconfig_path()));
     assert_eq!(run(&backend, &cfg, "print(1)\n").await.0.unwrap().outcome, Outcome::Succeeded);
-    replace(&token, "kc-two");
+    replace(&token, support::canary::get("kube-token-rotated"));
     assert_eq!(run(&backend, &cfg, "print(2)\n").await.0.unwrap().outcome, Outcome::Succeeded);
 }
 
@@ -181,7 +183,8 @@ fn proxied_kubeconfig(h: &Harness, proxy_url: Option<&str>) -> std::path::PathBu
         &path,
         format!(
             "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n  cluster:\n    server: http://cluster.ciao-test.invalid:{port}\n{proxy}\
-             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{}}\n"
+             contexts:\n- name: c\n  context:\n    cluster: k\n    user: u\nusers:\n- name: u\n  user: {{token: {token}}}\n",
+            token = support::canary::get("kube-token")
         ),
     )
     .unwrap();

@@ -29,11 +29,15 @@ use tokio_util::sync::CancellationToken;
 
 const CODE: &str = "\nprint('through a faulty network')\n";
 const USER: &str = "pusher";
-const PASSWORD: &str = "pusher-pw-canary";
 /// The timeout the timeout cases use (`CIAO_REGISTRY_TIMEOUT`).
 const SHORT: Duration = Duration::from_secs(2);
 /// No case may take longer than this: a hang is a failure.
 const CASE_LIMIT: Duration = Duration::from_secs(90);
+
+/// The pusher's password at the token endpoint (a canary: see tests/canaries).
+fn password() -> &'static str {
+    support::canary::get("token-endpoint-password")
+}
 
 /// The shared plain registry and a base repository in it.
 fn plain() -> &'static (Registry, String) {
@@ -50,10 +54,10 @@ fn plain() -> &'static (Registry, String) {
 fn token() -> &'static (TokenServer, Registry, String) {
     static R: OnceLock<(TokenServer, Registry, String)> = OnceLock::new();
     R.get_or_init(|| {
-        let t = TokenServer::start(&[(USER, PASSWORD)]);
+        let t = TokenServer::start(&[(USER, password())]);
         let r = Registry::start(false, Auth::Token(&t));
         let repo = support::repo("faults-base");
-        Bases::get().push("base", &format!("{}/{repo}:1", r.host), Push { creds: Some((USER, PASSWORD)), ..Push::default() });
+        Bases::get().push("base", &format!("{}/{repo}:1", r.host), Push { creds: Some((USER, password())), ..Push::default() });
         (t, r, repo)
     })
 }
@@ -101,6 +105,7 @@ enum Topology {
 }
 
 async fn run(name: &str, topology: Topology, rules: Vec<Rule>, timeout: Duration, expect: Expect) -> Outcome {
+    let pw = password();
     let (upstream, base_repo, creds) = match topology {
         Topology::Same => (&plain().0, plain().1.clone(), false),
         Topology::Token => (&token().1, token().2.clone(), true),
@@ -120,7 +125,7 @@ async fn run(name: &str, topology: Topology, rules: Vec<Rule>, timeout: Duration
     for h in [&proxy.host, &upstream.host, &source().0.host] {
         yaml.push_str(&format!("  \"{h}\":\n    insecure: true\n"));
         if creds {
-            yaml.push_str(&format!("    username: {USER}\n    password: {PASSWORD}\n"));
+            yaml.push_str(&format!("    username: {USER}\n    password: {pw}\n"));
         }
     }
     let c = config(&yaml);
@@ -171,7 +176,7 @@ fn check(name: &str, out: &Outcome, expect: Expect, registry: &str) {
             for p in parts {
                 assert!(text.contains(p), "{name}: the error says {p:?}: {text}");
             }
-            assert!(!text.contains(PASSWORD), "{name}: a secret in the message");
+            assert!(!text.contains(password()), "{name}: a secret in the message");
             assert!(!text.contains(": ;"), "{name}: an empty registry message: {text}");
             assert!(out.tags.is_empty(), "{name}: a failed push left tags {:?}", out.tags);
         }
@@ -186,7 +191,7 @@ async fn pull_token(repository: &str) -> String {
     let r = reqwest::Client::new()
         .get(&t.realm)
         .query(&[("service", t.service.as_str()), ("scope", &format!("repository:{repository}:pull"))])
-        .basic_auth(USER, Some(PASSWORD))
+        .basic_auth(USER, Some(password()))
         .send()
         .await
         .unwrap();
@@ -319,6 +324,7 @@ async fn the_timeout_setting_reaches_the_registry_client_from_the_environment() 
         .arg(dir.join("cell.py"))
         .output()
         .unwrap();
+    support::canary::capture_output(&out);
     let elapsed = started.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("| CIAO_REGISTRY_TIMEOUT=1, slow GET manifest, `ciao build` | exit {:?} | {} injected | {} | {:.2} s |", out.status.code(), proxy.injected(), proxy.summary(), elapsed.as_secs_f64());

@@ -17,11 +17,15 @@ import os
 import pathlib
 import shutil
 import socket
+import ssl
 import subprocess
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from typing import Any
+
+import canary
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 FAKE_CLUSTER_BIN = pathlib.Path(os.environ.get("FAKE_CLUSTER_BIN", REPO / "target" / "debug" / "fake-cluster")).resolve()
@@ -55,18 +59,25 @@ def run(*argv: str) -> str:
 
 
 class Registry:
-    """``docker-registry serve`` over plain HTTP on a free loopback port."""
+    """``docker-registry serve`` over plain HTTP on a free loopback port;
+    with ``users`` (name, password), htpasswd basic auth."""
 
-    def __init__(self, root: pathlib.Path) -> None:
+    def __init__(self, root: pathlib.Path, users: list[tuple[str, str]] | None = None) -> None:
         require("docker-registry", "docker-registry")
         root.mkdir(parents=True, exist_ok=True)
+        auth = ""
+        if users:
+            require("htpasswd", "apache2-utils")
+            htpasswd = root / "htpasswd"
+            htpasswd.write_text("".join(run("htpasswd", "-Bbn", u, p).strip() + "\n" for u, p in users))
+            auth = f"auth:\n  htpasswd:\n    realm: ciao-test\n    path: {htpasswd}\n"
         for _ in range(5):
             port = free_port()
             config = root / f"registry-{port}.yml"
             config.write_text(
                 "version: 0.1\nlog: {level: error}\n"
                 f"storage:\n  filesystem: {{rootdirectory: {root / 'data'}}}\n  delete: {{enabled: true}}\n"
-                f"http: {{addr: 127.0.0.1:{port}}}\nhealth: {{storagedriver: {{enabled: false}}}}\n"
+                f"http: {{addr: 127.0.0.1:{port}}}\nhealth: {{storagedriver: {{enabled: false}}}}\n{auth}"
             )
             self.log = open(root / f"registry-{port}.log", "w")
             self.proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=self.log, stderr=subprocess.STDOUT)
@@ -76,6 +87,10 @@ class Registry:
                 try:
                     urllib.request.urlopen(f"http://{self.host}/v2/", timeout=1)
                     return
+                except urllib.error.HTTPError as e:
+                    if e.code == 401:  # up, asking for credentials
+                        return
+                    time.sleep(0.05)
                 except OSError:
                     time.sleep(0.05)
             self.stop()
@@ -116,6 +131,7 @@ class FakeCluster:
             raise RuntimeError(f"fake-cluster not found at {FAKE_CLUSTER_BIN}: run `cargo build --workspace --bins` or set FAKE_CLUSTER_BIN")
         root.mkdir(parents=True, exist_ok=True)
         self.kubeconfig = root / "kubeconfig"
+        self.ssl: ssl.SSLContext | None = None
         self.log = open(root / "fake-cluster.log", "w")
         argv = [
             str(FAKE_CLUSTER_BIN), "--port", "0", "--kubeconfig-out", str(self.kubeconfig),
@@ -130,10 +146,22 @@ class FakeCluster:
             raise RuntimeError(f"fake-cluster did not start: {first!r} {second!r}; see {root / 'fake-cluster.log'}")
         self.url = first.removeprefix("listening on ")
 
+    def trust(self, ca: pathlib.Path) -> None:
+        """Trusts the stand-in's CA (``ca.crt`` of ``--serviceaccount-dir``) for its ``https`` URL."""
+        self.ssl = ssl.create_default_context(cafile=str(ca))
+
+    def api(self, path: str, method: str = "GET", body: Any = None, token: str | None = None) -> Any:
+        """A Kubernetes API request with a bearer token (the canary kube token unless given)."""
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token or canary.get('kube-token')}"}
+        req = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=10, context=self.ssl) as r:
+            return json.loads(r.read().decode() or "null")
+
     def admin(self, path: str, method: str = "GET", body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode()
         req = urllib.request.Request(self.url + "/_fake/" + path, data=data, method=method, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=10) as r:
+        with urllib.request.urlopen(req, timeout=10, context=self.ssl) as r:
             text = r.read().decode()
         return json.loads(text) if text else None
 
@@ -167,7 +195,8 @@ class Stack:
         layout = make_base(self.root / "base")
         for image in BASE_IMAGES:
             run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:base", f"docker://{self.registry.host}/mirror/{image}")
-        self.cluster = FakeCluster(self.root / "cluster", self.registry.host)
+        # The stand-in checks a bearer token (a canary: see tests/canaries), which the kubeconfig carries.
+        self.cluster = FakeCluster(self.root / "cluster", self.registry.host, "--token", canary.get("kube-token"))
         self.config = self.root / "ciao.yaml"
         self.config.write_text(f"mirrors:\n  docker.io: {self.registry.host}/mirror\n")
 

@@ -23,11 +23,16 @@ from typing import Any, Iterator
 
 import pytest
 
+import canary
+
 REPO = pathlib.Path(__file__).resolve().parents[2]
 CIAO_BIN = pathlib.Path(os.environ.get("CIAO_BIN", REPO / "target" / "debug" / "ciao")).resolve()
 
 if not CIAO_BIN.is_file():
     raise pytest.UsageError(f"ciao binary not found at {CIAO_BIN}: run `cargo build` first or set CIAO_BIN")
+
+# Read CIAO_CANARY_CAPTURE before the CIAO_* variables are cleared below.
+canary.install()
 
 # Settings from the developer's environment must not leak into the kernels under test.
 for _var in list(os.environ):
@@ -113,9 +118,10 @@ class RawKernel:
             self.info = json.load(f)
         self.stderr_path = tmp / f"kernel-{time.monotonic_ns()}.stderr"
         self._stderr = open(self.stderr_path, "w")
+        self.env = env or kernel_env()
         self.proc = subprocess.Popen(
             [str(CIAO_BIN), "kernel", "--connection-file", self.connection_file],
-            env=env or kernel_env(),
+            env=self.env,
             stdout=subprocess.DEVNULL,
             stderr=self._stderr,
         )
@@ -138,6 +144,8 @@ class RawKernel:
             self.proc.kill()
             self.proc.wait(timeout=10)
         self._stderr.close()
+        level = "trace" if "trace" in (self.env.get("CIAO_LOG") or "") else "log"
+        canary.capture(f"kernel-{level}", self.stderr_path.read_text(errors="replace"))
 
 
 @pytest.fixture

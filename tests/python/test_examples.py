@@ -10,6 +10,7 @@ import subprocess
 import nbformat
 import pytest
 
+import canary
 from conftest import CIAO_BIN, REPO
 from local_support import Result, execute_notebook, leftovers, local_env, run_notebook
 
@@ -126,6 +127,7 @@ def test_the_quickstart_runs_with_no_cluster_and_no_registry(tmp_path: pathlib.P
         text=True,
         timeout=120,
     )
+    canary.capture("py-cli", f"--- stdout\n{p.stdout}\n--- stderr\n{p.stderr}")
     assert p.returncode == 0, (p.stdout, p.stderr)
     r = Result(status="ok", stdout=p.stdout, stderr=p.stderr)
     check_tensorflow(r)

@@ -4,6 +4,7 @@
 //! third-party tools.
 #![allow(dead_code)]
 
+pub mod canary;
 pub mod certs;
 pub mod faults;
 pub mod images;

@@ -34,6 +34,7 @@ struct State {
     cert_der: Vec<u8>,
     requests: AtomicUsize,
     scopes: Mutex<Vec<String>>,
+    tokens: Mutex<Vec<String>>,
 }
 
 impl TokenServer {
@@ -49,6 +50,7 @@ impl TokenServer {
             cert_der: std::fs::read(&certs.token_crt_der).unwrap(),
             requests: AtomicUsize::new(0),
             scopes: Mutex::new(Vec::new()),
+            tokens: Mutex::new(Vec::new()),
         });
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -85,6 +87,11 @@ impl TokenServer {
     /// Token requests answered so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Every bearer token issued so far (secrets: they must never be shown).
+    pub fn tokens(&self) -> Vec<String> {
+        self.state.tokens.lock().unwrap().clone()
     }
 
     /// The `scope` parameters of every token request, in order (one string per request).
@@ -141,6 +148,8 @@ fn handle(st: &State, req: Request<hyper::body::Incoming>) -> Response<Full<Byte
         .sign(&aws_lc_rs::signature::RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), signing_input.as_bytes(), &mut sig)
         .unwrap();
     let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(sig));
+    super::canary::issued(&token);
+    st.tokens.lock().unwrap().push(token.clone());
     let body = json!({"token": token, "access_token": token, "expires_in": 300});
     Response::builder()
         .header("content-type", "application/json")
