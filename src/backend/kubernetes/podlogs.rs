@@ -296,7 +296,19 @@ pub async fn follow_container(
         }
         // The stream ended: did the instance end?
         let v = view.borrow().clone();
-        if v.pod_done || (v.terminated && v.restart_count == instance.map_or(0, |(n, _)| n)) {
+        let n = instance.map_or(0, |(n, _)| n);
+        if v.restart_count != n {
+            // The container restarted while this instance's log was read (the
+            // pod view may jump straight to a later run, even to the pod's end):
+            // this instance is over; go on with the next.
+            instance = Some((n, true));
+            dedup.finish();
+            if !send(LogEvent::End).await {
+                return;
+            }
+            continue;
+        }
+        if v.pod_done || v.terminated {
             instance = instance.map(|(n, _)| (n, true));
             dedup.finish();
             if !send(LogEvent::End).await {

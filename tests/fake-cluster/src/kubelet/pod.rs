@@ -594,10 +594,13 @@ async fn run_container(ctx: Arc<PodCtx>, idx: usize, c: Value) {
                 return;
             }
         } else {
-            ctx.set_state(idx, |s| {
-                s.last_state = json!({"terminated": term.clone()});
-                s.restart_count += 1;
-            });
+            // The next instance starts at once: like the kubelet, report the
+            // last state and the new restart count together with its running
+            // state, never a restart count paired with the old instance's
+            // terminated state.
+            let mut st = ctx.states.lock().expect("states lock");
+            st[idx].last_state = json!({"terminated": term.clone()});
+            st[idx].restart_count += 1;
         }
     }
 }
