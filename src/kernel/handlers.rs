@@ -200,6 +200,15 @@ impl<L: Language> Kernel<L> {
         }
     }
 
+    /// Ends the kernel as a shutdown_request without restart does (the
+    /// running cell is cancelled).
+    pub(super) fn shut_down(&self) {
+        if let Some(t) = lock(&self.running).as_ref() {
+            t.cancel();
+        }
+        self.exit(false);
+    }
+
     fn exit(&self, restart: bool) {
         self.restart.store(restart, Ordering::SeqCst);
         self.stop.cancel();

@@ -77,6 +77,18 @@ pub fn run_kernel(connection_file: &std::path::Path) -> Result<(), Box<dyn std::
     }
 }
 
+/// How often the kernel checks that the process that started it is alive.
+const PARENT_POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The parent to outlive no longer than [`PARENT_POLL`]: jupyter_client names
+/// itself in `JPY_PARENT_PID` (as ipykernel's parent poller uses it). Only
+/// when that is this process's parent now, so a kernel started through a
+/// wrapper is not stopped by mistake.
+fn parent_to_watch() -> Option<u32> {
+    let named: u32 = std::env::var("JPY_PARENT_PID").ok()?.trim().parse().ok()?;
+    (named > 1 && named == std::os::unix::process::parent_id()).then_some(named)
+}
+
 /// Binds the sockets of `info` and serves `lang` until shutdown; SIGINT
 /// interrupts the running cell (as interrupt_request does).
 ///
@@ -91,9 +103,26 @@ pub async fn serve<L: Language>(info: &ConnectionInfo, lang: std::sync::Arc<L>) 
             interrupter.interrupt();
         }
     });
+    let orphaned = parent_to_watch().map(|parent| {
+        let k = std::sync::Arc::clone(&kernel);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PARENT_POLL);
+            loop {
+                tick.tick().await;
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::warn!("the process that started the kernel ({parent}) is gone; shutting down");
+                    k.shut_down();
+                    return;
+                }
+            }
+        })
+    });
     let ended = kernel.run(inbound).await;
     sigint.abort();
     let _ = sigint.await;
+    if let Some(t) = orphaned {
+        t.abort();
+    }
     // The kernel (and with it every queue sender) is gone once the writers drain.
     transport.finish(FLUSH_TIMEOUT).await;
     // The socket tasks hand frames to per-peer writers; give those a moment.

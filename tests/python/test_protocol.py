@@ -5,6 +5,7 @@ stop_on_error, execution count, user_expressions, history, comms."""
 from __future__ import annotations
 
 import json
+import os
 import pathlib
 import socket
 import struct
@@ -283,6 +284,54 @@ def test_ipc_transport_works(tmp_path: pathlib.Path) -> None:
         kc.stop_channels()
     finally:
         kernel.stop()
+
+
+def _gone(pid: int) -> bool:
+    """Whether process `pid` has exited (a zombie waiting for its reaper counts)."""
+    try:
+        status = pathlib.Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return True
+    return any(line.startswith("State:") and "Z" in line.split()[1] for line in status.splitlines())
+
+
+def test_a_kernel_whose_launcher_dies_shuts_itself_down(tmp_path: pathlib.Path) -> None:
+    from jupyter_client.blocking import BlockingKernelClient
+    from jupyter_client.connect import write_connection_file
+
+    conn = str(tmp_path / "kernel.json")
+    write_connection_file(conn, key=b"orphan-test-key")
+    # A launcher as jupyter_client is one: it names itself in JPY_PARENT_PID.
+    launcher_code = (
+        "import os, subprocess, sys, time\n"
+        "env = dict(os.environ, JPY_PARENT_PID=str(os.getpid()))\n"
+        "p = subprocess.Popen([sys.argv[1], 'kernel', '--connection-file', sys.argv[2]], env=env)\n"
+        "print(p.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    launcher = subprocess.Popen(
+        ["python3", "-c", launcher_code, str(CIAO_BIN), conn], stdout=subprocess.PIPE, text=True, env=kernel_env(tmp_path / "data")
+    )
+    kernel_pid = int(launcher.stdout.readline())
+    try:
+        kc = BlockingKernelClient(connection_file=conn)
+        kc.load_connection_file()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=30)
+        assert_alive(kc)
+        kc.stop_channels()
+        assert not _gone(kernel_pid)
+        launcher.kill()
+        launcher.wait(timeout=10)
+        deadline = time.monotonic() + 20
+        while not _gone(kernel_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _gone(kernel_pid), "the kernel outlived the process that started it"
+    finally:
+        if launcher.poll() is None:
+            launcher.kill()
+        if not _gone(kernel_pid):
+            os.kill(kernel_pid, 9)
 
 
 # ---------------------------------------------------------------- control, shutdown, heartbeat
