@@ -80,10 +80,12 @@ pub struct InstallArgs {
     pub display_name: String,
 }
 
-/// Logging to stderr, filtered by `CIAO_LOG` (default `info`; the ZeroMQ library at `warn`).
+/// Logging to stderr, filtered by `CIAO_LOG` (default `info`; the ZeroMQ
+/// library at `error`: at shutdown it warns about each IPC socket file the
+/// kernel's frame guard has already removed with its private directory).
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CIAO_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,zeromq=error"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).try_init();
 }
 
