@@ -75,6 +75,17 @@ async fn pod_log(pods: &Api<Pod>, name: &str) -> String {
     pods.logs(name, &LogParams::default()).await.unwrap()
 }
 
+/// The log of pod `name` once it has ended (a TFJob succeeds when worker 0 does,
+/// as the training operator decides; the other replicas may still be running).
+async fn finished_pod_log(pods: &Api<Pod>, name: &str) -> String {
+    eventually(30, &format!("{name} to end"), || async {
+        let p = pods.get(name).await.ok()?;
+        matches!(p.status?.phase.as_deref(), Some("Succeeded" | "Failed")).then_some(())
+    })
+    .await;
+    pod_log(pods, name).await
+}
+
 #[tokio::test]
 async fn tfjob_with_ps_and_workers_succeeds_and_each_replica_logs_its_task() {
     let reg = Registry::start().await;
@@ -111,9 +122,9 @@ async fn tfjob_with_ps_and_workers_succeeds_and_each_replica_logs_its_task() {
     };
     let done = wait_condition(&api, "mnist", "Succeeded", 60).await;
     let workers = "workers mnist-worker-0.default.svc:2222,mnist-worker-1.default.svc:2222";
-    assert_eq!(pod_log(&pods, "mnist-ps-0").await, format!("task ps 0\n{workers}\n"));
-    assert_eq!(pod_log(&pods, "mnist-worker-0").await, format!("task worker 0\n{workers}\n"));
-    assert_eq!(pod_log(&pods, "mnist-worker-1").await, format!("task worker 1\n{workers}\n"));
+    assert_eq!(finished_pod_log(&pods, "mnist-ps-0").await, format!("task ps 0\n{workers}\n"));
+    assert_eq!(finished_pod_log(&pods, "mnist-worker-0").await, format!("task worker 0\n{workers}\n"));
+    assert_eq!(finished_pod_log(&pods, "mnist-worker-1").await, format!("task worker 1\n{workers}\n"));
     assert_eq!(follower.await.unwrap(), vec!["task worker 1".to_string(), workers.to_string()]);
     let c_ok = condition(&done, "Succeeded").unwrap();
     assert_eq!((c_ok["reason"].as_str(), c_ok["message"].as_str()), (Some("TFJobSucceeded"), Some("TFJob default/mnist successfully completed.")));
