@@ -15,6 +15,7 @@ import atexit
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import ssl
@@ -23,6 +24,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from queue import Empty
 from typing import Any
 
 import canary
@@ -237,3 +239,56 @@ def wait_for(what: str, check, timeout: float = 15.0):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+# ---------------------------------------------------------------- a cell through jupyter_client
+
+
+class Run:
+    """A cell's reply and iopub messages."""
+
+    def __init__(self, reply: dict[str, Any], messages: list[dict[str, Any]]) -> None:
+        self.reply = reply
+        self.messages = messages
+
+    @property
+    def status(self) -> str:
+        return self.reply["content"]["status"]
+
+    def stream(self, name: str) -> str:
+        return "".join(m["content"]["text"] for m in self.messages if m["msg_type"] == "stream" and m["content"]["name"] == name)
+
+    def lines(self) -> list[str]:
+        """stdout as a terminal shows it."""
+        return [line.rsplit("\r", 1)[-1] for line in self.stream("stdout").split("\n")[:-1]]
+
+    def job(self) -> str:
+        m = re.search(r"\[ciao\] \S+ [^/\s]+/(\S+) created: ", self.stream("stderr"))
+        assert m, self.stream("stderr")
+        return m.group(1)
+
+    def of(self, msg_type: str) -> list[dict[str, Any]]:
+        return [m["content"] for m in self.messages if m["msg_type"] == msg_type]
+
+
+def collect(kc, msg_id: str, timeout: float = 90, on_message=None) -> Run:
+    messages: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            msg = kc.get_iopub_msg(timeout=max(0.05, deadline - time.monotonic()))
+        except Empty:
+            raise AssertionError(f"no idle for {msg_id}; saw {[m['msg_type'] for m in messages]}")
+        if msg["parent_header"].get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "status":
+            if msg["content"]["execution_state"] == "idle":
+                break
+            continue
+        messages.append(msg)
+        if on_message:
+            on_message(msg)
+    while True:
+        reply = kc.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return Run(reply, messages)

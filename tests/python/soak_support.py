@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from queue import Empty
 from typing import Any
 
 
@@ -58,26 +57,11 @@ def cell(i: int) -> str:
 
 def run_cell(kc: Any, code: str, timeout: float = 180) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
     """Runs ``code``; returns the reply, the iopub messages of the cell and the seconds it took."""
+    from cluster import collect
+
     started = time.perf_counter()
-    msg_id = kc.execute(code)
-    messages = []
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            msg = kc.get_iopub_msg(timeout=max(0.05, deadline - time.monotonic()))
-        except Empty:
-            raise AssertionError(f"the cell did not finish within {timeout} s: {code!r}")
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status":
-            if msg["content"]["execution_state"] == "idle":
-                break
-            continue
-        messages.append(msg)
-    while True:
-        reply = kc.get_shell_msg(timeout=timeout)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return reply, messages, time.perf_counter() - started
+    run = collect(kc, kc.execute(code), timeout=timeout)
+    return run.reply, run.messages, time.perf_counter() - started
 
 
 def stdout_lines(messages: list[dict[str, Any]]) -> list[str]:

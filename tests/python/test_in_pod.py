@@ -26,7 +26,7 @@ from jupyter_client.manager import start_new_kernel
 import canary
 from cluster import BASE_IMAGES, FakeCluster, Registry, make_base, run
 from conftest import KERNEL_NAME, kernel_env
-from test_kubernetes import collect
+from cluster import collect
 
 USER = "ciao-robot"
 NAMESPACE = "team-a"

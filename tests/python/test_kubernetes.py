@@ -12,13 +12,12 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from queue import Empty
 from typing import Any, Iterator
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from cluster import stack, wait_for
+from cluster import Run, collect, stack, wait_for
 from conftest import KERNEL_NAME, kernel_env
 
 TIMEOUT = 90
@@ -36,56 +35,6 @@ def kernel(kube, tmp_path_factory):
     yield km, kc
     kc.stop_channels()
     km.shutdown_kernel(now=True)
-
-
-class Run:
-    """A cell's reply and iopub messages."""
-
-    def __init__(self, reply: dict[str, Any], messages: list[dict[str, Any]]) -> None:
-        self.reply = reply
-        self.messages = messages
-
-    @property
-    def status(self) -> str:
-        return self.reply["content"]["status"]
-
-    def stream(self, name: str) -> str:
-        return "".join(m["content"]["text"] for m in self.messages if m["msg_type"] == "stream" and m["content"]["name"] == name)
-
-    def lines(self) -> list[str]:
-        """stdout as a terminal shows it."""
-        return [line.rsplit("\r", 1)[-1] for line in self.stream("stdout").split("\n")[:-1]]
-
-    def job(self) -> str:
-        m = re.search(r"\[ciao\] \S+ [^/\s]+/(\S+) created: ", self.stream("stderr"))
-        assert m, self.stream("stderr")
-        return m.group(1)
-
-    def of(self, msg_type: str) -> list[dict[str, Any]]:
-        return [m["content"] for m in self.messages if m["msg_type"] == msg_type]
-
-
-def collect(kc, msg_id: str, timeout: float = TIMEOUT, on_message=None) -> Run:
-    messages: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            msg = kc.get_iopub_msg(timeout=max(0.05, deadline - time.monotonic()))
-        except Empty:
-            raise AssertionError(f"no idle for {msg_id}; saw {[m['msg_type'] for m in messages]}")
-        if msg["parent_header"].get("msg_id") != msg_id:
-            continue
-        if msg["msg_type"] == "status":
-            if msg["content"]["execution_state"] == "idle":
-                break
-            continue
-        messages.append(msg)
-        if on_message:
-            on_message(msg)
-    while True:
-        reply = kc.get_shell_msg(timeout=timeout)
-        if reply["parent_header"].get("msg_id") == msg_id:
-            return Run(reply, messages)
 
 
 def execute(kernel, code: str) -> Run:
