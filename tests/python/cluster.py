@@ -24,8 +24,9 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import contextmanager
 from queue import Empty
-from typing import Any
+from typing import Any, Iterator
 
 import canary
 
@@ -292,3 +293,18 @@ def collect(kc, msg_id: str, timeout: float = 90, on_message=None) -> Run:
         reply = kc.get_shell_msg(timeout=timeout)
         if reply["parent_header"].get("msg_id") == msg_id:
             return Run(reply, messages)
+
+
+@contextmanager
+def environment(settings: dict[str, str]) -> Iterator[None]:
+    """`settings` in os.environ while the block runs (client libraries read it), then as before."""
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -24,11 +24,10 @@ How the samples meet the suite's expectations:
 
 from __future__ import annotations
 
-import os
 
 import jupyter_kernel_test
 
-from cluster import stack
+from cluster import environment, stack
 from conftest import KERNEL_NAME, dryrun_text
 
 
@@ -46,17 +45,8 @@ class CiaoKernelTests(jupyter_kernel_test.KernelTests):
             {"code": "%dryrun\nprint(2)", "result": dryrun_text(backend="kubernetes", target=target)},
             {"code": "%dryrun\n%cpu=2\nprint(3)", "result": dryrun_text(resources="cpu=2", backend="kubernetes", target=target)},
         ]
-        settings = s.kernel_env()
-        saved = {k: os.environ.get(k) for k in settings}
-        os.environ.update(settings)
-        try:
+        with environment(s.kernel_env()):
             super().setUpClass()
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
     complete_code_samples = [
         "%dryrun\nprint(1)",

@@ -8,16 +8,14 @@ what the clean policy keeps."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from jupyter_client.manager import start_new_kernel
 
-from cluster import Run, collect, stack, wait_for
+from cluster import Run, collect, environment, stack, wait_for
 from conftest import KERNEL_NAME, kernel_env
 
 TIMEOUT = 90
@@ -149,20 +147,6 @@ def test_an_interrupt_mid_stream_deletes_the_job(kernel, kube) -> None:
     wait_for("nothing left of the job", lambda: name not in kube.cluster.names("jobs.batch")
              and not [p for p in kube.cluster.names("pods") if p.startswith(name)]
              and not kube.cluster.admin("state")["processes"])
-
-
-@contextmanager
-def environment(settings: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in settings}
-    os.environ.update(settings)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_a_notebook_runs_jobs_with_nbclient(kube, tmp_path) -> None:
