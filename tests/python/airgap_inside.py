@@ -26,7 +26,7 @@ HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import canary  # noqa: E402
-from cluster import BASE_IMAGES, FakeCluster, Registry, make_base, run  # noqa: E402
+from cluster import FakeCluster, Registry  # noqa: E402
 
 CIAO_BIN = pathlib.Path(os.environ["CIAO_BIN"]).resolve()
 USER = "ciao-robot"
@@ -51,10 +51,7 @@ def main(out: pathlib.Path) -> None:
     try:
         password = canary.get("registry-password-file")
         registry = Registry(root / "registry", users=[(USER, password)])
-        layout = make_base(root / "base")
-        for image in BASE_IMAGES:
-            run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{password}",
-                f"oci:{layout}:base", f"docker://{registry.host}/{MIRROR}/{image}")
+        registry.mirror_bases(root / "base", MIRROR, creds=f"{USER}:{password}")
         cluster = FakeCluster(root / "cluster", registry.host, "--token", canary.get("kube-token"))
         dockerconfigjson = json.dumps({"auths": {registry.host: {"auth": base64.b64encode(f"{USER}:{password}".encode()).decode()}}})
         cluster.api("/api/v1/namespaces/default/secrets", "POST", {

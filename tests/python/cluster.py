@@ -99,6 +99,16 @@ class Registry:
             self.stop()
         raise RuntimeError("docker-registry did not start")
 
+    def mirror_bases(self, work: pathlib.Path, prefix: str, creds: str | None = None) -> None:
+        """Pushes a small base image (made under ``work``) as every one of
+        BASE_IMAGES under ``HOST/prefix/``, as a mirror of the public names;
+        ``creds`` (``user:password``) for a registry with htpasswd auth."""
+        require("skopeo", "skopeo")
+        layout = make_base(work)
+        login = ["--dest-creds", creds] if creds else []
+        for image in BASE_IMAGES:
+            run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", *login, f"oci:{layout}:base", f"docker://{self.host}/{prefix}/{image}")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -194,10 +204,7 @@ class Stack:
     def __init__(self) -> None:
         self.root = pathlib.Path(tempfile.mkdtemp(prefix="ciao-kube-"))
         self.registry = Registry(self.root / "registry")
-        require("skopeo", "skopeo")
-        layout = make_base(self.root / "base")
-        for image in BASE_IMAGES:
-            run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:base", f"docker://{self.registry.host}/mirror/{image}")
+        self.registry.mirror_bases(self.root / "base", "mirror")
         # The stand-in checks a bearer token (a canary: see tests/canaries), which the kubeconfig carries.
         self.cluster = FakeCluster(self.root / "cluster", self.registry.host, "--token", canary.get("kube-token"))
         self.config = self.root / "ciao.yaml"

@@ -24,7 +24,7 @@ import pytest
 from jupyter_client.manager import start_new_kernel
 
 import canary
-from cluster import BASE_IMAGES, FakeCluster, Registry, make_base, run
+from cluster import FakeCluster, Registry
 from conftest import KERNEL_NAME, kernel_env
 from cluster import collect
 
@@ -44,10 +44,7 @@ def pod():
     root = pathlib.Path(tempfile.mkdtemp(prefix="ciao-pod-"))
     password = canary.get("dockerconfigjson-password")
     registry = Registry(root / "registry", users=[(USER, password)])
-    layout = make_base(root / "base")
-    for image in BASE_IMAGES:
-        run("skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds", f"{USER}:{password}",
-            f"oci:{layout}:base", f"docker://{registry.host}/mirror/{image}")
+    registry.mirror_bases(root / "base", "mirror", creds=f"{USER}:{password}")
     server_token = root / "accepted-token"
     server_token.write_text(canary.get("kube-token"))
     sa = root / "serviceaccount"
